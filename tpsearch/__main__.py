@@ -1,0 +1,3 @@
+from tpsearch.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Errors that tpsearch raises on purpose.
+
+Every message says what went wrong *and* how to fix it. The CLI catches `TpsearchError`
+once, prints the message in one red line on stderr and exits with `exit_code`; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TpsearchError(Exception):
+    """Base class of every error tpsearch raises for a user to act on."""
+
+    exit_code = 2
+
+
+class ConfigError(TpsearchError):
+    """An option or setting has a value tpsearch cannot use."""
+
+
+class ModelLoadError(TpsearchError):
+    """The backbone model or its tokenizer cannot be loaded."""
+
+
+class DataError(TpsearchError):
+    """An input file (evaluation data, a template, ...) cannot be read."""
+
+
+class CollectionError(TpsearchError):
+    """A collection is missing, locked, or was built with other settings."""
+
+
+def choice_error(what: str, value: object, valid: list[str] | tuple[str, ...]) -> ConfigError:
+    """The error for a value outside a fixed set, listing the valid values."""
+    listed = ", ".join(repr(v) for v in valid)
+    return ConfigError(f"invalid {what} {value!r}: choose one of {listed}")
