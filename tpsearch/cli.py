@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer import _click
 from typer.core import TyperGroup
 
 from tpsearch import __version__
@@ -25,7 +24,7 @@ stderr = Console(stderr=True)
 class TpsearchGroup(TyperGroup):
     """The one error boundary: expected errors become one red line and an exit code."""
 
-    def invoke(self, ctx: _click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except TpsearchError as error:
