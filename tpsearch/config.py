@@ -8,9 +8,9 @@ setting for that backbone (tp-semantics.md), else a default scaled to the model'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from tpsearch.errors import ConfigError, choice_error
 from tpsearch.templates import Template
@@ -68,6 +68,24 @@ class EncoderSettings:
             raise ConfigError("the model must be a hub id or a local directory, got ''")
         if self.template is not None:
             Template.resolve(self.template)  # raises a ConfigError naming the valid templates
+
+    def with_overrides(self, **overrides: Any) -> EncoderSettings:
+        """A copy with every override that is not None applied (flags over stored settings)."""
+        unknown = set(overrides) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown encoder settings: {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for storing next to vectors; `from_dict` gives the same settings back."""
+        data = asdict(self)
+        data["calibration_file"] = None  # resolved settings never depend on it again
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
