@@ -1,0 +1,326 @@
+"""Load the decoder stack of a causal LM (4-bit, 8-bit, bf16, fp16 or fp32) and its tokenizer.
+
+Only the base model is loaded (`AutoModel`: embeddings, decoder layers, final norm): the LM
+head is never built, so its weights are neither read nor kept in memory. A model is named the
+way users name it: a hub id (`Qwen/Qwen2.5-0.5B-Instruct`) or a local directory (`./my-model`).
+Every way this can fail ends in one `ModelLoadError` that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from tpsearch.config import Precision
+from tpsearch.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class PrecisionFallbackWarning(UserWarning):
+    """bitsandbytes cannot run on this device, so the model was loaded in bf16 instead."""
+
+
+# Loggers whose routine chatter (load reports, progress bars, optional-kernel notices, a
+# per-call dtype cast notice in 8-bit) would bury tpsearch's own output.
+_NOISY_LOGGERS = ("transformers", "bitsandbytes", "accelerate", "huggingface_hub")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Raise the noisy libraries' log level to ERROR for the duration, then restore it."""
+    from transformers.utils import logging as hf_logging
+
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    bars = hf_logging.is_progress_bar_enabled()
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass
+class Backbone:
+    """A loaded decoder stack and its tokenizer, with the parts Token Prepending needs."""
+
+    model: PreTrainedModel  # the base model (no LM head)
+    tokenizer: PreTrainedTokenizerBase
+    model_id: str  # hub id, or the absolute path of a local directory
+    revision: str | None  # hub commit of the weights, when known
+    precision: Precision  # what was actually loaded (after any fallback)
+    device: torch.device
+    dtype: torch.dtype  # dtype of the hidden states
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return cast("nn.ModuleList", self.model.layers)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return cast("nn.Module", self.model.norm)
+
+    @property
+    def embed_tokens(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def weight_bytes(self) -> int:
+        """Bytes held by parameters and buffers (quantized weights count at their packed size)."""
+        return int(self.model.get_memory_footprint())
+
+
+def load_backbone(
+    model: str,
+    precision: Precision = "4bit",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> Backbone:
+    """Load `model`'s decoder stack and tokenizer on `device` in `precision`."""
+    import torch
+
+    target = resolve_device(device)
+    source, local_only, model_id = _locate(model)
+    with quiet_libraries():
+        precision = _usable_precision(precision, target)
+        tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
+        try:
+            base, dtype = _load_model(source, local_only, precision, target, trust_remote_code)
+        except (ImportError, RuntimeError) as error:
+            if precision not in ("4bit", "8bit") or not _is_bitsandbytes_failure(error):
+                raise
+            warnings.warn(
+                f"bitsandbytes failed on {target} ({_first_line(error)}): loading bf16 instead",
+                PrecisionFallbackWarning,
+                stacklevel=2,
+            )
+            precision = "bf16"
+            base, dtype = _load_model(source, local_only, precision, target, trust_remote_code)
+    base.eval()
+    base.requires_grad_(False)
+    revision = getattr(base.config, "_commit_hash", None)
+    return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"invalid device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+def _usable_precision(precision: Precision, device: str) -> Precision:
+    """4/8-bit need bitsandbytes on this device; otherwise warn once and use bf16."""
+    if precision not in ("4bit", "8bit"):
+        return precision
+    reason = None
+    if device.startswith("mps"):
+        reason = "bitsandbytes has no Apple MPS backend"
+    else:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            reason = f"bitsandbytes is not importable: {error}"
+    if reason is None:
+        return precision
+    warnings.warn(f"{reason}: loading bf16 instead", PrecisionFallbackWarning, stacklevel=3)
+    return "bf16"
+
+
+def _locate(model: str) -> tuple[str, bool, str]:
+    """(what to pass to from_pretrained, local files only?, the id to record)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{model} is a directory but holds no config.json: point --model at a folder "
+                "written by save_pretrained (config.json, weights, tokenizer files)"
+            )
+        return str(path.resolve()), True, str(path.resolve())
+    if path.exists() or _looks_like_path(model):
+        raise ModelLoadError(
+            f"no model directory at {model}: give a local folder written by save_pretrained, "
+            "or a hub id such as Qwen/Qwen2.5-0.5B-Instruct"
+        )
+    return model, _hub_files_cached(model), model
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+
+
+def _hub_files_cached(repo_id: str) -> bool:
+    """True when the hub model is in the local cache; else check the hub can serve it."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    how_to_fix = (
+        f"download it once on a connected machine (`hf download {repo_id}`), or pass a local "
+        "directory: --model ./path/to/model (a folder written by save_pretrained)"
+    )
+    try:
+        if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
+            return True
+    except HFValidationError as error:
+        raise ModelLoadError(f"{repo_id!r} is neither a local directory nor a hub id") from error
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(
+            f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+            + how_to_fix
+        )
+    try:
+        huggingface_hub.model_info(repo_id, timeout=10)
+    except RepositoryNotFoundError as error:
+        raise ModelLoadError(
+            f"no model {repo_id} on the Hugging Face hub (or it is private): check the id, "
+            "or pass a local directory with --model ./path/to/model"
+        ) from error
+    except GatedRepoError as error:
+        raise ModelLoadError(
+            f"model {repo_id} is gated: accept its licence on huggingface.co and log in "
+            "(`hf auth login`), or pass a local directory with --model ./path/to/model"
+        ) from error
+    except OfflineModeIsEnabled as error:
+        message = f"model {repo_id} is not cached and hub access is off: {how_to_fix}"
+        raise ModelLoadError(message) from error
+    except Exception as error:  # network errors come from several HTTP libraries
+        raise ModelLoadError(
+            f"model {repo_id} is not in the local Hugging Face cache and the hub cannot be "
+            f"reached ({_first_line(error)}): " + how_to_fix
+        ) from error
+    return False
+
+
+def _load_tokenizer(source: str, local_only: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, local_files_only=local_only, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        message = f"cannot load the tokenizer of {source}: {_first_line(error)}"
+        raise ModelLoadError(message) from error
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(
+            f"the tokenizer of {source} is not a fast (Rust) tokenizer; tpsearch needs its "
+            "character offsets to place the <PST> slot and find the text's tokens"
+        )
+    return tokenizer
+
+
+def _load_model(
+    source: str, local_only: bool, precision: Precision, device: str, trust_remote_code: bool
+) -> tuple[Any, torch.dtype]:
+    import torch
+    from transformers import AutoConfig, AutoModel, BitsAndBytesConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            source, local_files_only=local_only, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read the config of {source}: {_first_line(error)}") from error
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelLoadError(
+            f"{source} is an encoder-decoder model ({config.model_type}); tpsearch needs a "
+            "decoder-only causal LM (Qwen, Llama, Mistral, Gemma, Phi, ...)"
+        )
+
+    compute = _compute_dtype(precision, device)
+    quantization = None
+    if precision == "4bit":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    elif precision == "8bit":
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    try:
+        model, info = AutoModel.from_pretrained(
+            source,
+            config=config,
+            dtype=compute,
+            quantization_config=quantization,
+            device_map={"": device},
+            local_files_only=local_only,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+    except OSError as error:
+        message = f"cannot load the weights of {source}: {_first_line(error)}"
+        raise ModelLoadError(message) from error
+    missing = [key for key in info.get("missing_keys", ()) if "rotary" not in key]
+    if missing:
+        raise ModelLoadError(
+            f"{source} lacks weights for {len(missing)} tensors of its decoder "
+            f"(e.g. {missing[0]}): is it a complete causal LM checkpoint?"
+        )
+    if not (hasattr(model, "layers") and hasattr(model, "norm")):
+        raise ModelLoadError(
+            f"{type(model).__name__} has no `.layers` and `.norm`: tpsearch supports decoder "
+            "stacks built like Llama, Qwen, Mistral, Gemma and Phi"
+        )
+    return model, compute if precision != "fp32" else torch.float32
+
+
+def _compute_dtype(precision: Precision, device: str) -> torch.dtype:
+    import torch
+
+    if precision == "fp32":
+        return torch.float32
+    if precision == "fp16":
+        return torch.float16
+    if precision == "8bit" and device.startswith("cuda"):
+        return torch.float16  # int8 matmuls take fp16 inputs
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def _is_bitsandbytes_failure(error: BaseException) -> bool:
+    text = f"{type(error).__module__} {error}".lower()
+    return "bitsandbytes" in text or "bnb" in text or "quantiz" in text
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

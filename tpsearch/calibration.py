@@ -1,0 +1,94 @@
+"""Calibrated layer settings, saved per model so that later runs pick them up.
+
+The paper's stated limitation is that the best TP end layer and exit layer differ per model,
+data and prompt; `tpsearch calibrate` finds them on a dev set and records them here: a small
+JSON file (by default in the user's tpsearch config folder), keyed by model and pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tpsearch.config import LayerPreset
+from tpsearch.errors import DataError
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """The best setting found for one model and pooling, and the evidence for it."""
+
+    model: str
+    pooling: str
+    template: str  # builtin name or template text
+    tp_start: int
+    tp_end: int
+    exit_layer: int  # hidden_states index
+    num_layers: int
+    spearman: float  # x100, on the calibration data
+    baseline_spearman: float  # x100, same template without TP, best exit
+    data: str  # the file it was calibrated on
+    pairs: int
+    created: str  # ISO timestamp
+
+    def as_preset(self) -> LayerPreset:
+        return LayerPreset(
+            f"calibrated on {Path(self.data).name}",
+            self.num_layers,
+            self.template,
+            self.tp_start,
+            self.tp_end,
+            self.exit_layer,
+        )
+
+
+class CalibrationStore:
+    """A JSON file of `CalibrationRecord`s; writes are atomic (temp file + rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @staticmethod
+    def key(model: str, pooling: str) -> str:
+        return f"{model}::{pooling}"
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DataError(
+                f"cannot read calibrations from {self.path} ({error}): fix or delete the file"
+            ) from error
+        return data if isinstance(data, dict) else {}
+
+    def record(self, model: str, pooling: str) -> CalibrationRecord | None:
+        entry = self._read().get(self.key(model, pooling))
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return CalibrationRecord(**entry)
+        except TypeError:
+            return None  # written by another version: ignore rather than guess
+
+    def get(self, model: str, pooling: str) -> LayerPreset | None:
+        record = self.record(model, pooling)
+        return record.as_preset() if record else None
+
+    def put(self, record: CalibrationRecord) -> None:
+        data = self._read()
+        data[self.key(record.model, record.pooling)] = asdict(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".calibrations-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

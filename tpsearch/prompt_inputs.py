@@ -1,0 +1,184 @@
+"""Turn texts into the exact model input of Token Prepending: token ids, the <PST> slot, indices.
+
+The prompt is tokenized *without* `<PST>` (so it is exactly the plain prompt baseline), then the
+slot is inserted at the token boundary where `<PST>` stood: before the first token that ends
+after that character. No token is added to the vocabulary; the slot is marked `PST_SLOT` in the
+ids and gets its input vector from the encoder. Every index is taken per row, so left and right
+padding give the same embeddings, and explicit position ids keep padding from shifting positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tpsearch.errors import ConfigError
+from tpsearch.templates import Filled, Template
+
+if TYPE_CHECKING:
+    import torch
+
+PST_SLOT = -1  # the id that marks the <PST> slot in ModelInputs.input_ids
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One text's prompt as token ids (unpadded), with the positions that matter."""
+
+    ids: tuple[int, ...]  # PST_SLOT at the <PST> slot
+    pst: int | None  # index of the slot; None without Token Prepending
+    text_start: int  # first token of the text (mean pooling span)
+    text_end: int  # one past its last token (== text_start for an empty text)
+    head: int  # tokens of the constant template head (before the slot / the text)
+    truncated: bool  # the text was cut to fit max_length
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The exact input the encoder feeds the model for a batch of texts, one row per text.
+
+    Rows are padded to one length. An independent implementation can reproduce an embedding
+    from this alone: embed `input_ids` (the `PST_SLOT` entries get the encoder's `pst_vector`),
+    run the layers with `attention_mask` and `position_ids`, copy the hidden state at
+    `last_index` to `pst_index` before each TP layer, and read `last_index` at the exit layer.
+    When `past_length` > 0 the first `past_length` tokens of every prompt (the template head)
+    are not in `input_ids`: their keys and values come from the encoder's prefix cache.
+    """
+
+    input_ids: torch.Tensor  # (B, T) int64; PST_SLOT at the slot, pad_id in padding
+    attention_mask: torch.Tensor  # (B, T) int64; 1 for real tokens, 0 for padding
+    position_ids: torch.Tensor  # (B, T) int64; past_length + index among the row's real tokens
+    pst_index: torch.Tensor  # (B,) column of the <PST> slot; -1 without Token Prepending
+    last_index: torch.Tensor  # (B,) column of the last prompt token (the one pooled by `last`)
+    text_start: torch.Tensor  # (B,) first column of the text's tokens (pooled by `mean`)
+    text_end: torch.Tensor  # (B,) one past the text's last column
+    truncated: torch.Tensor  # (B,) bool; the text was cut to fit max_length
+    past_length: int = 0  # template-head tokens supplied by the prefix cache instead
+
+
+def tokenize_prompts(
+    tokenizer: Any, template: Template, texts: Sequence[str], *, with_pst: bool, max_length: int
+) -> list[PromptRow]:
+    """One `PromptRow` per text; texts too long for `max_length` are cut (never the template)."""
+    fills = [template.fill(text, with_pst=with_pst) for text in texts]
+    rows = _tokenize_filled(tokenizer, fills)
+    for i, row in enumerate(rows):
+        if len(row.ids) > max_length:
+            rows[i] = _shorten(tokenizer, template, texts[i], row, with_pst, max_length)
+    return rows
+
+
+def _tokenize_filled(tokenizer: Any, fills: Sequence[Filled]) -> list[PromptRow]:
+    encoded = tokenizer(
+        [f.prompt for f in fills],
+        add_special_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        split_special_tokens=True,  # "<|im_end|>" inside a document is text, not a control token
+    )
+    return [
+        _place(ids, offsets, special, filled)
+        for ids, offsets, special, filled in zip(
+            encoded["input_ids"],
+            encoded["offset_mapping"],
+            encoded["special_tokens_mask"],
+            fills,
+            strict=True,
+        )
+    ]
+
+
+def _place(
+    ids: list[int], offsets: list[tuple[int, int]], special: list[int], filled: Filled
+) -> PromptRow:
+    """Find the text's tokens and the template head, and insert the <PST> slot."""
+    real = [j for j in range(len(ids)) if not special[j]]
+    after_real = real[-1] + 1 if real else len(ids)
+
+    def first_ending_after(char: int) -> int:
+        return next((j for j in real if offsets[j][1] > char), after_real)
+
+    text_start = first_ending_after(filled.text_start)
+    last_in_text = next((j for j in reversed(real) if offsets[j][0] < filled.text_end), -1)
+    text_end = max(last_in_text + 1, text_start)
+    head = first_ending_after(filled.head_end)
+    if filled.pst_char is None:
+        return PromptRow(tuple(ids), None, text_start, text_end, head, False)
+
+    slot = first_ending_after(filled.pst_char)
+    ids = [*ids[:slot], PST_SLOT, *ids[slot:]]
+
+    def shift(j: int) -> int:
+        return j + 1 if j >= slot else j
+
+    return PromptRow(tuple(ids), slot, shift(text_start), shift(text_end), slot, False)
+
+
+def _shorten(
+    tokenizer: Any, template: Template, text: str, row: PromptRow, with_pst: bool, max_length: int
+) -> PromptRow:
+    """Cut `text` at a token boundary until its prompt fits; the template always stays whole."""
+    overhead = len(row.ids) - (row.text_end - row.text_start)
+    budget = max_length - overhead
+    if budget < 1:
+        raise ConfigError(
+            f"the template alone takes {overhead} tokens, more than max length {max_length}: "
+            "raise --max-length or use a shorter template"
+        )
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ends = [end for _, end in offsets["offset_mapping"]]
+    while budget >= 1:
+        cut = text[: ends[min(budget, len(ends)) - 1]] if ends else ""
+        filled = template.fill(cut, with_pst=with_pst)
+        shorter = _tokenize_filled(tokenizer, [filled])[0]
+        if len(shorter.ids) <= max_length:
+            return PromptRow(
+                shorter.ids, shorter.pst, shorter.text_start, shorter.text_end, shorter.head, True
+            )
+        budget -= len(shorter.ids) - max_length  # boundary merges can differ by a token or two
+    raise ConfigError(f"cannot fit a prompt into max length {max_length}: raise --max-length")
+
+
+def assemble(
+    rows: Sequence[PromptRow], pad_id: int, padding_side: str, past_length: int = 0
+) -> ModelInputs:
+    """Pad `rows` into one batch, leaving out the first `past_length` tokens of every row."""
+    import torch
+
+    lengths = [len(row.ids) - past_length for row in rows]
+    width = max(lengths, default=0)
+    ids: list[list[int]] = []
+    mask: list[list[int]] = []
+    starts: list[int] = []
+    for row, length in zip(rows, lengths, strict=True):
+        pad = width - length
+        body = list(row.ids[past_length:])
+        if padding_side == "left":
+            ids.append([pad_id] * pad + body)
+            mask.append([0] * pad + [1] * length)
+            starts.append(pad - past_length)
+        else:
+            ids.append(body + [pad_id] * pad)
+            mask.append([1] * length + [0] * pad)
+            starts.append(-past_length)
+
+    def column(values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long)
+
+    pairs = list(zip(starts, rows, strict=True))
+    pst = [-1 if row.pst is None else start + row.pst for start, row in pairs]
+
+    attention = torch.tensor(mask, dtype=torch.long).reshape(len(rows), width)
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0) + past_length
+    return ModelInputs(
+        input_ids=torch.tensor(ids, dtype=torch.long).reshape(len(rows), width),
+        attention_mask=attention,
+        position_ids=positions,
+        pst_index=column(pst),
+        last_index=column([start + len(row.ids) - 1 for start, row in pairs]),
+        text_start=column([start + row.text_start for start, row in pairs]),
+        text_end=column([start + row.text_end for start, row in pairs]),
+        truncated=torch.tensor([r.truncated for r in rows], dtype=torch.bool),
+        past_length=past_length,
+    )

@@ -1,0 +1,414 @@
+"""Token Prepending (TP) sentence embeddings from a decoder-only LLM, with early exit.
+
+Fu et al., "Token Prepending: A Training-Free Approach for Eliciting Better Sentence Embeddings
+from LLMs" (arXiv 2412.11556), with the exact semantics fixed in tp-semantics.md. For a prompt
+with a <PST> slot before the text, L decoder layers, TP layers [s, e) and exit layer x:
+
+    h = Embed(prompt ids), with h[pst] = placeholder vector         # (B, T, H)
+    for i in 0 .. x-1:                                              # layers after x never run
+        if s <= i < e:
+            h[b, pst_b] = h[b, last_b]                              # the sentence so far, up front
+        h = Layer_i(h)
+    if x == L: h = FinalNorm(h)                                     # only at the very end
+    embedding_b = h[b, last_b]   (or the mean over the text's tokens)  # (B, H), L2-normalised
+
+The LM head is never built. The layers are the model's own (masks, rotary, sliding windows per
+family); the copies run as forward pre-hooks and the exit as a forward hook that stops the pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tpsearch.backbone import Backbone, load_backbone, quiet_libraries
+from tpsearch.calibration import CalibrationStore
+from tpsearch.config import EncoderSettings, TPSettings, resolve_tp_settings
+from tpsearch.encoder import fingerprint_of
+from tpsearch.errors import ConfigError
+from tpsearch.prompt_inputs import ModelInputs, PromptRow, assemble, tokenize_prompts
+
+if TYPE_CHECKING:
+    import torch
+
+# Settings that change which model is loaded; a variant() must keep them.
+_LOADING_FIELDS = ("model", "precision", "device", "trust_remote_code")
+# The constant template head is worth caching once it is this many tokens (see benchmarks/).
+AUTO_PREFIX_CACHE_MIN_TOKENS = 4
+
+
+class TruncationWarning(UserWarning):
+    """Some texts were longer than max_length tokens and were cut."""
+
+
+class _ExitReached(Exception):
+    """Raised by the exit layer's hook: everything after it is skipped."""
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What the last `encode` call did, for progress lines and reports."""
+
+    texts: int = 0
+    tokens: int = 0  # real prompt tokens fed to the model (template included)
+    truncated: int = 0  # texts cut to fit max_length
+    seconds: float = 0.0
+
+
+class TPEncoder:
+    """Sentence embeddings with Token Prepending and early exit; `encode` as sentence-transformers.
+
+    >>> encoder = TPEncoder("Qwen/Qwen2.5-0.5B-Instruct")          # doctest: +SKIP
+    >>> encoder.encode(["A man is playing a guitar."]).shape        # doctest: +SKIP
+    (1, 896)
+    """
+
+    def __init__(
+        self,
+        settings: EncoderSettings | str | None = None,
+        *,
+        _backbone: Backbone | None = None,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(settings, str):
+            settings = EncoderSettings(model=settings)
+        self.requested = (settings or EncoderSettings()).with_overrides(**overrides)
+        self.backbone = _backbone or load_backbone(
+            self.requested.model,
+            self.requested.precision,
+            self.requested.device,
+            self.requested.trust_remote_code,
+        )
+        calibrated = None
+        if self.requested.calibration_file is not None:
+            calibrated = CalibrationStore(self.requested.calibration_file).get(
+                self.backbone.model_id, self.requested.pooling
+            )
+        self.tp: TPSettings = resolve_tp_settings(
+            self.requested, self.backbone.model_id, self.backbone.num_layers, calibrated
+        )
+        self.pst_vector = self._placeholder_vector()  # (H,)
+        self._prefix: _PrefixCache | None = None
+        self.last_stats = EncodeStats()
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self.backbone.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.hidden_size
+
+    @property
+    def resolved_settings(self) -> EncoderSettings:
+        """Every setting explicit: storing and reloading these reproduces the same vectors."""
+        return replace(
+            self.requested,
+            model=self.model_id,
+            precision=self.backbone.precision,
+            template=self.tp.template.name
+            if self.tp.template.name != "custom"
+            else self.tp.template.text,
+            tp=self.tp.tp,
+            tp_start=self.tp.tp_start,
+            tp_end=self.tp.tp_end,
+            exit_layer=self.tp.exit_layer,
+            calibration_file=None,
+        )
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        tp = self.tp
+        return {
+            "model": self.model_id,
+            "revision": self.backbone.revision,
+            "precision": self.backbone.precision,
+            "template": tp.template.text,
+            "tp": f"layers [{tp.tp_start}, {tp.tp_end})" if tp.tp else "off",
+            "exit_layer": f"{tp.exit_layer} of {tp.num_layers}",
+            "pooling": self.requested.pooling,
+            "pst_init": self.requested.pst_init,
+            "max_length": self.requested.max_length,
+            "layer settings from": tp.source,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        settings = dict(self.settings)
+        del settings["layer settings from"]
+        return fingerprint_of(settings)
+
+    def variant(self, **overrides: Any) -> TPEncoder:
+        """The same loaded model with other TP settings (e.g. tp=False for the baseline)."""
+        if any(overrides.get(name) is not None for name in _LOADING_FIELDS):
+            raise ConfigError(f"a variant shares the loaded model; it keeps {_LOADING_FIELDS}")
+        return TPEncoder(self.requested.with_overrides(**overrides), _backbone=self.backbone)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def prompt_rows(self, texts: Sequence[str]) -> list[PromptRow]:
+        return tokenize_prompts(
+            self.backbone.tokenizer,
+            self.tp.template,
+            texts,
+            with_pst=self.tp.tp,
+            max_length=self.requested.max_length,
+        )
+
+    def build_inputs(self, texts: Sequence[str], padding_side: str | None = None) -> ModelInputs:
+        """The exact model input for `texts` as one padded batch (no prefix cache applied)."""
+        side = padding_side or self.requested.padding_side
+        return assemble(self.prompt_rows(texts), self._pad_id, side)
+
+    @property
+    def _pad_id(self) -> int:
+        tokenizer = self.backbone.tokenizer
+        for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors; a single string gives one (dim,) vector."""
+        single = isinstance(texts, str)
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        exit_layer = self.tp.exit_layer
+        vectors = self._encode(batch, batch_size, (exit_layer,), progress)[exit_layer]
+        return vectors[0] if single else vectors
+
+    def encode_all_layers(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Embeddings at every exit layer 1..L at once: one pass over the texts, not L passes."""
+        exits = tuple(range(1, self.backbone.num_layers + 1))
+        return self._encode(list(texts), batch_size, exits, progress)
+
+    def _encode(
+        self,
+        texts: list[str],
+        batch_size: int,
+        exits: tuple[int, ...],
+        progress: Callable[[int], None] | None,
+    ) -> dict[int, np.ndarray]:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if not all(isinstance(text, str) for text in texts):
+            raise ConfigError("encode() takes a list of strings")
+        started = time.perf_counter()
+        rows = self.prompt_rows(texts)
+        out = {layer: np.zeros((len(texts), self.dim), dtype=np.float32) for layer in exits}
+        # Longest first: similar lengths share a batch (little padding), and memory peaks early.
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
+        with quiet_libraries():
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                inputs = self._batch([rows[i] for i in chosen], depth=max(exits))
+                pooled = self._run(inputs, exits)
+                for layer, vectors in pooled.items():
+                    out[layer][chosen] = vectors.numpy()
+                if progress is not None:
+                    progress(len(chosen))
+        truncated = sum(row.truncated for row in rows)
+        self.last_stats = EncodeStats(
+            texts=len(rows),
+            tokens=sum(len(row.ids) for row in rows),
+            truncated=truncated,
+            seconds=time.perf_counter() - started,
+        )
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {len(rows)} texts were longer than max length "
+                f"{self.requested.max_length} tokens and were cut: raise --max-length or use "
+                "smaller chunks",
+                TruncationWarning,
+                stacklevel=3,
+            )
+        return out
+
+    def _batch(self, rows: Sequence[PromptRow], depth: int) -> ModelInputs:
+        """Pad rows into a batch, leaving the template head to the prefix cache when it applies."""
+        prefix = self._prefix_cache(rows, depth)
+        past = len(prefix.ids) if prefix is not None else 0
+        return assemble(rows, self._pad_id, self.requested.padding_side, past)
+
+    def _run(self, inputs: ModelInputs, exits: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        """One forward pass: (B, H) float32 unit vectors at each hidden_states index in `exits`."""
+        import torch
+
+        bb = self.backbone
+        device = bb.device
+        with torch.inference_mode():
+            ids = inputs.input_ids.to(device)  # (B, T)
+            mask = inputs.attention_mask.to(device)  # (B, T)
+            rows = torch.arange(ids.shape[0], device=device)
+            pst = inputs.pst_index.to(device)  # (B,)
+            last = inputs.last_index.to(device)  # (B,)
+
+            hidden = bb.embed_tokens(ids.clamp(min=0))  # (B, T, H)
+            if self.tp.tp:
+                hidden[rows, pst] = self.pst_vector
+            pool = self._pooler(inputs, rows, last)
+            pooled: dict[int, torch.Tensor] = {}
+            deepest = max(exits)
+
+            def prepend(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                h = args[0] if args else kwargs["hidden_states"]  # (B, T, H), the residual stream
+                h[rows, pst] = h[rows, last]
+
+            def capture(layer: int) -> Callable[..., None]:
+                def hook(_module: Any, _args: Any, output: Any) -> None:
+                    h = output[0] if isinstance(output, tuple) else output  # (B, T, H)
+                    pooled[layer] = torch.nn.functional.normalize(pool(h), dim=-1)
+                    if layer == deepest:
+                        raise _ExitReached
+
+                return hook
+
+            handles = []
+            if self.tp.tp:
+                for i in range(self.tp.tp_start, self.tp.tp_end):
+                    handles.append(
+                        bb.layers[i].register_forward_pre_hook(prepend, with_kwargs=True)
+                    )
+            for layer in exits:  # hidden_states[j] is layer j's output; [L] is after the norm
+                module = bb.final_norm if layer == bb.num_layers else bb.layers[layer - 1]
+                handles.append(module.register_forward_hook(capture(layer)))
+
+            past = inputs.past_length
+            cache = self._prefix.for_batch(len(ids)) if past and self._prefix else None
+            if past:
+                mask = torch.cat([mask.new_ones(len(ids), past), mask], dim=1)
+            try:
+                bb.model(
+                    inputs_embeds=hidden,
+                    attention_mask=mask,
+                    position_ids=inputs.position_ids.to(device),
+                    past_key_values=cache,
+                    use_cache=cache is not None,
+                )
+            except _ExitReached:
+                pass
+            finally:
+                for handle in handles:
+                    handle.remove()
+            return {layer: vectors.float().cpu() for layer, vectors in pooled.items()}
+
+    def _pooler(
+        self, inputs: ModelInputs, rows: torch.Tensor, last: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """(B, T, H) hidden states -> (B, H) float32: the last prompt token, or the text's mean."""
+        import torch
+
+        if self.requested.pooling == "last":
+            return lambda h: h[rows, last].float()
+        columns = torch.arange(inputs.input_ids.shape[1], device=last.device)  # (T,)
+        start = inputs.text_start.to(last.device)[:, None]
+        end = inputs.text_end.to(last.device)[:, None]
+        weights = ((columns >= start) & (columns < end)).float()  # (B, T)
+        empty = weights.sum(dim=1) == 0
+        weights[empty, last[empty]] = 1.0  # an empty text: fall back to the last token
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        return lambda h: torch.einsum("bt,bth->bh", weights, h.float())
+
+    # -- the <PST> slot and the template head ------------------------------------------------
+
+    def _placeholder_vector(self) -> torch.Tensor:
+        """The <PST> slot's input vector (the paper: the choice moves STS by <= 0.01 points)."""
+        import torch
+
+        embed = self.backbone.embed_tokens
+        weight: torch.Tensor = embed.weight  # type: ignore[assignment]  # (V, H)
+        scale = float(getattr(embed, "embed_scale", 1.0))  # Gemma scales inside the embedding
+        how = self.requested.pst_init
+        if how == "zeros":
+            vector = torch.zeros(weight.shape[1])
+        elif how == "mean":
+            vector = weight.float().mean(dim=0) * scale
+        elif how == "random":
+            generator = torch.Generator().manual_seed(0)
+            std = float(weight.float().std())
+            vector = torch.randn(weight.shape[1], generator=generator) * std * scale
+        else:
+            text = how.removeprefix("token:")
+            ids = self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ConfigError(
+                    f"--pst-init {how!r}: {text!r} is {len(ids)} tokens for this tokenizer; "
+                    "give text that is exactly one token (e.g. 'token: ' for a space)"
+                )
+            with torch.inference_mode():
+                vector = embed(torch.tensor([ids], device=weight.device))[0, 0]
+        return vector.to(device=self.backbone.device, dtype=self.backbone.dtype)
+
+    def _prefix_cache(self, rows: Sequence[PromptRow], depth: int) -> _PrefixCache | None:
+        """The template head's keys/values through layer `depth`, when every row starts with it."""
+        mode = self.requested.prefix_cache
+        if mode == "off" or not rows:
+            return None
+        head = rows[0].ids[: rows[0].head]  # tokens before the <PST> slot / the text
+        if not head or (mode == "auto" and len(head) < AUTO_PREFIX_CACHE_MIN_TOKENS):
+            return None
+        if not all(row.head >= len(head) and row.ids[: len(head)] == head for row in rows):
+            return None  # a text merged into the head's last token: run this batch in full
+        if self._prefix is None or self._prefix.ids != head or self._prefix.depth < depth:
+            self._prefix = _PrefixCache.build(self.backbone, head, depth)
+        return self._prefix
+
+
+@dataclass(frozen=True)
+class _PrefixCache:
+    """Keys and values of the constant template head: they never see anything TP changes."""
+
+    ids: tuple[int, ...]
+    depth: int  # layers 0 .. depth-1 hold keys and values
+    cache: Any  # a transformers DynamicCache for batch size 1
+
+    @classmethod
+    def build(cls, backbone: Backbone, ids: tuple[int, ...], depth: int) -> _PrefixCache:
+        import torch
+        from transformers import DynamicCache
+
+        def stop(*_: Any) -> None:
+            raise _ExitReached
+
+        cache = DynamicCache(config=backbone.model.config)
+        handle = backbone.layers[depth - 1].register_forward_hook(stop)
+        with torch.inference_mode(), quiet_libraries():
+            tokens = torch.tensor([ids], device=backbone.device)  # (1, P)
+            try:
+                backbone.model(
+                    inputs_embeds=backbone.embed_tokens(tokens),
+                    attention_mask=torch.ones_like(tokens),
+                    position_ids=torch.arange(len(ids), device=backbone.device)[None],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+            except _ExitReached:
+                pass
+            finally:
+                handle.remove()
+        return cls(ids, depth, cache)
+
+    def for_batch(self, batch_size: int) -> Any:
+        """A fresh copy for one batch (the forward pass appends to it)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
