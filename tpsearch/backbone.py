@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tpsearch.config import Precision
-from tpsearch.errors import ConfigError, ModelLoadError
+from tpsearch.errors import ConfigError, ModelLoadError, TpsearchWarning
 
 if TYPE_CHECKING:
     import torch
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-class PrecisionFallbackWarning(UserWarning):
+class PrecisionFallbackWarning(TpsearchWarning):
     """bitsandbytes cannot run on this device, so the model was loaded in bf16 instead."""
 
 

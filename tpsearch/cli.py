@@ -6,8 +6,11 @@ No file walking, SQL or torch here. Library errors (`TpsearchError`) are caught 
 
 from __future__ import annotations
 
+import inspect as _inspect
+import os
+import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,7 +18,11 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from tpsearch import __version__
-from tpsearch.errors import TpsearchError
+from tpsearch.config import EncoderSettings
+from tpsearch.errors import ConfigError, TpsearchError, TpsearchWarning
+
+if TYPE_CHECKING:
+    from tpsearch.token_prepending import TPEncoder
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
@@ -25,11 +32,21 @@ class TpsearchGroup(TyperGroup):
     """The one error boundary: expected errors become one red line and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except TpsearchError as error:
-            stderr.print(Text(f"tpsearch: {error}", style="red"))
-            raise SystemExit(error.exit_code) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TpsearchWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except TpsearchError as error:
+                stderr.print(Text(f"tpsearch: {error}", style="red"), soft_wrap=True)
+                raise SystemExit(error.exit_code) from None
+
+
+def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+    if issubclass(category, TpsearchWarning):
+        stderr.print(Text(f"tpsearch: warning: {message}", style="yellow"), soft_wrap=True)
+    else:
+        stderr.print(Text(f"{category.__name__}: {message}", style="dim"), soft_wrap=True)
 
 
 app = typer.Typer(
@@ -112,9 +129,174 @@ def encoder_overrides(
     return {k: v for k, v in locals().items() if v is not None}
 
 
-def default_config_dir() -> Path:
+def config_dir() -> Path:
     """Where tpsearch keeps per-user state such as calibrations (TPSEARCH_HOME overrides)."""
-    return Path(typer.get_app_dir("tpsearch"))
+    home = os.environ.get("TPSEARCH_HOME")
+    return Path(home).expanduser() if home else Path(typer.get_app_dir("tpsearch"))
+
+
+def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
+    """Defaults < saved calibration < environment < flags, from a command's model options."""
+    names = _inspect.signature(encoder_overrides).parameters
+    given = encoder_overrides(**{name: options.get(name) for name in names})
+    return EncoderSettings(calibration_file=config_dir() / "calibrations.json").with_overrides(
+        **given
+    )
+
+
+def load_encoder(settings: EncoderSettings) -> TPEncoder:
+    from tpsearch.token_prepending import TPEncoder
+
+    with stderr.status(f"loading {settings.model} ({settings.precision})"):
+        return TPEncoder(settings)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Texts per forward pass.")]
+
+
+@app.command()
+def inspect(
+    text: Annotated[str, typer.Argument(help="The text to show the model input for.")],
+    as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp: TpOpt = None,
+    tp_start: TpStartOpt = None,
+    tp_end: TpEndOpt = None,
+    exit_layer: ExitOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Show the exact model input for TEXT: tokens, the <PST> slot, the pooled token."""
+    from tpsearch.render_engine import render_prompt_view
+
+    encoder = load_encoder(encoder_settings(locals()))
+    render_prompt_view(stdout, encoder.explain(text), encoder.settings, as_json)
+
+
+@app.command()
+def embed(
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to embed; none: one text per stdin line.")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="jsonl ({text, vector} per line) or json (array).")
+    ] = "jsonl",
+    batch_size: BatchOpt = 32,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp: TpOpt = None,
+    tp_start: TpStartOpt = None,
+    tp_end: TpEndOpt = None,
+    exit_layer: ExitOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Embed texts and print the vectors (L2-normalised float32) as JSON."""
+    from tpsearch.render_engine import render_vectors
+
+    if output_format not in ("jsonl", "json"):
+        raise ConfigError(f"invalid format {output_format!r}: choose 'jsonl' or 'json'")
+    lines = texts if texts else [line.rstrip("\n") for line in typer.get_text_stream("stdin")]
+    encoder = load_encoder(encoder_settings(locals()))
+    render_vectors(stdout, lines, encoder.encode(lines, batch_size), output_format)
+
+
+eval_app = typer.Typer(help="Evaluate embeddings on labelled data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("sts")
+def eval_sts(
+    file: Annotated[Path, typer.Argument(help="STS-Benchmark, SICK or s1<TAB>s2<TAB>score.")],
+    pairs: Annotated[int, typer.Option(help="Score a seeded sample of N pairs (0: all).")] = 0,
+    batch_size: BatchOpt = 32,
+    as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp_start: TpStartOpt = None,
+    tp_end: TpEndOpt = None,
+    exit_layer: ExitOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Spearman x100 on FILE, with Token Prepending and without it (same template and exit)."""
+    from tpsearch.evaluation import evaluate_sts, read_pairs
+    from tpsearch.render_engine import progress_bar, render_sts
+
+    data = read_pairs(file).sample(pairs)
+    encoder = load_encoder(encoder_settings(locals()))
+    with progress_bar(stderr, "embedding") as progress:
+        result = evaluate_sts(encoder, data, batch_size, progress)
+    render_sts(stdout, result, as_json)
+
+
+@app.command()
+def calibrate(
+    data: Annotated[
+        Path | None, typer.Option(help="Dev set (default: the shipped STS-Benchmark dev).")
+    ] = None,
+    pairs: Annotated[int, typer.Option(help="Use a seeded sample of N pairs (0: all).")] = 500,
+    tp_ends: Annotated[
+        str | None, typer.Option(help="TP end layers to sweep, e.g. 2-10 or 3,5,7.")
+    ] = None,
+    save: Annotated[bool, typer.Option(help="Save the best setting for this model.")] = True,
+    batch_size: BatchOpt = 32,
+    as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp_start: TpStartOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Sweep the TP end layer and the exit layer on a dev set; save the best for this model."""
+    from tpsearch.calibration import CalibrationStore
+    from tpsearch.evaluation import calibrate as run_calibration
+    from tpsearch.evaluation import read_pairs, shipped_sts_dev
+    from tpsearch.render_engine import progress_bar, render_calibration
+
+    source = data or shipped_sts_dev()
+    dev = read_pairs(source).sample(pairs)
+    settings = encoder_settings(locals())
+    encoder = load_encoder(settings)
+    with progress_bar(stderr, "calibrating") as progress:
+        result = run_calibration(encoder, dev, parse_layers(tp_ends), batch_size, progress)
+    saved = None
+    if save and settings.calibration_file is not None:
+        CalibrationStore(settings.calibration_file).put(result.record(encoder, str(source)))
+        saved = str(settings.calibration_file)
+    render_calibration(stdout, result, saved, as_json)
+
+
+def parse_layers(spec: str | None) -> list[int] | None:
+    """'2-10' or '3,5,7' (or a mix) as a list of layer numbers."""
+    if not spec:
+        return None
+    layers: list[int] = []
+    try:
+        for part in spec.split(","):
+            low, _, high = part.strip().partition("-")
+            layers.extend(range(int(low), int(high or low) + 1))
+    except ValueError as error:
+        raise ConfigError(f"invalid layer list {spec!r}: write e.g. 2-10 or 3,5,7") from error
+    return layers
 
 
 def main() -> None:

@@ -169,7 +169,7 @@ def resolve_tp_settings(
     base: LayerPreset | None = None
     source = ""
     if calibrated is not None and wanted in (None, Template.resolve(calibrated.template)):
-        base, source = calibrated, "calibrated"
+        base, source = calibrated, calibrated.name
     if base is None:
         base = published_preset(model_id, num_layers)
         source = f"published ({base.name})" if base else ""

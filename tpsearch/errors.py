@@ -34,3 +34,7 @@ def choice_error(what: str, value: object, valid: list[str] | tuple[str, ...]) -
     """The error for a value outside a fixed set, listing the valid values."""
     listed = ", ".join(repr(v) for v in valid)
     return ConfigError(f"invalid {what} {value!r}: choose one of {listed}")
+
+
+class TpsearchWarning(UserWarning):
+    """Something the user should know that does not stop the work (shown as one yellow line)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tpsearch.errors import ConfigError
 from tpsearch.templates import Filled, Template
@@ -182,3 +182,57 @@ def assemble(
         truncated=torch.tensor([r.truncated for r in rows], dtype=torch.bool),
         past_length=past_length,
     )
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """One position of a prompt as people read it."""
+
+    position: int
+    token_id: int | None  # None for the <PST> slot
+    text: str  # the token decoded on its own; "<PST>" for the slot
+    part: Literal["special", "template", "pst", "text"]
+    pooled: bool  # its hidden state at the exit layer goes into the embedding
+    cached: bool  # part of the template head whose keys/values are computed once
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """The prompt built for one text, token by token, with the <PST> slot and pooling marked."""
+
+    prompt: str
+    tokens: tuple[TokenView, ...]
+    pst_index: int | None
+    last_index: int
+    truncated: bool
+
+
+def describe_prompt(
+    tokenizer: Any, prompt: str, row: PromptRow, pooling: str, cached_head: int
+) -> PromptView:
+    """A `PromptView` of `row`: which token is which, and which ones the pooling reads."""
+    special = set(tokenizer.all_special_ids)
+    last = len(row.ids) - 1
+    views = []
+    for position, token in enumerate(row.ids):
+        in_text = row.text_start <= position < row.text_end
+        part: Literal["special", "template", "pst", "text"]
+        if token == PST_SLOT:
+            part = "pst"
+        elif token in special:
+            part = "special"
+        else:
+            part = "text" if in_text else "template"
+        empty_text = row.text_start == row.text_end
+        pooled = position == last if pooling == "last" or empty_text else in_text
+        views.append(
+            TokenView(
+                position=position,
+                token_id=None if token == PST_SLOT else token,
+                text="<PST>" if token == PST_SLOT else tokenizer.decode([token]),
+                part=part,
+                pooled=pooled,
+                cached=position < cached_head,
+            )
+        )
+    return PromptView(prompt, tuple(views), row.pst, last, row.truncated)

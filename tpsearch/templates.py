@@ -35,7 +35,7 @@ class Filled:
     text_start: int  # first character of the (preprocessed) text in `prompt`
     text_end: int  # one past its last character
     pst_char: int | None  # the character the <PST> slot goes before; None without TP
-    head_end: int  # end of the constant template head (before <PST>, or before the text)
+    head_end: int  # end of the constant template head (where <PST> stands, or the text starts)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class Template:
         prompt = prompt.strip()
         text_start = max(at - lead, 0)
         text_end = min(max(at + len(text) - lead, text_start), len(prompt))
-        pst_char = max(slot - lead, 0) if (with_pst and slot is not None) else None
-        head_end = text_start if pst_char is None else min(pst_char, text_start)
-        return Filled(prompt, text_start, text_end, pst_char, head_end)
+        slot_char = None if slot is None else max(slot - lead, 0)
+        # The constant head ends where <PST> stands, with or without TP, so both cache the same.
+        head_end = text_start if slot_char is None else min(slot_char, text_start)
+        return Filled(prompt, text_start, text_end, slot_char if with_pst else None, head_end)

@@ -31,8 +31,15 @@ from tpsearch.backbone import Backbone, load_backbone, quiet_libraries
 from tpsearch.calibration import CalibrationStore
 from tpsearch.config import EncoderSettings, TPSettings, resolve_tp_settings
 from tpsearch.encoder import fingerprint_of
-from tpsearch.errors import ConfigError
-from tpsearch.prompt_inputs import ModelInputs, PromptRow, assemble, tokenize_prompts
+from tpsearch.errors import ConfigError, TpsearchWarning
+from tpsearch.prompt_inputs import (
+    ModelInputs,
+    PromptRow,
+    PromptView,
+    assemble,
+    describe_prompt,
+    tokenize_prompts,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +50,7 @@ _LOADING_FIELDS = ("model", "precision", "device", "trust_remote_code")
 AUTO_PREFIX_CACHE_MIN_TOKENS = 4
 
 
-class TruncationWarning(UserWarning):
+class TruncationWarning(TpsearchWarning):
     """Some texts were longer than max_length tokens and were cut."""
 
 
@@ -167,6 +174,18 @@ class TPEncoder:
         """The exact model input for `texts` as one padded batch (no prefix cache applied)."""
         side = padding_side or self.requested.padding_side
         return assemble(self.prompt_rows(texts), self._pad_id, side)
+
+    def explain(self, text: str) -> PromptView:
+        """The prompt for `text` token by token: the <PST> slot, the text, what gets pooled."""
+        row = self.prompt_rows([text])[0]
+        head = row.ids[: row.head]
+        cached = self.requested.prefix_cache != "off" and (
+            self.requested.prefix_cache == "on" or len(head) >= AUTO_PREFIX_CACHE_MIN_TOKENS
+        )
+        prompt = self.tp.template.fill(text, with_pst=False).prompt
+        return describe_prompt(
+            self.backbone.tokenizer, prompt, row, self.requested.pooling, len(head) if cached else 0
+        )
 
     @property
     def _pad_id(self) -> int:

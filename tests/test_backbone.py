@@ -1,0 +1,57 @@
+"""Loading models the way users name them, and every way that can fail, clearly."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.tinymodels import build_tokenizer, save_tiny_model
+from tpsearch.backbone import PrecisionFallbackWarning, load_backbone
+from tpsearch.errors import ModelLoadError
+
+
+def test_only_the_decoder_stack_is_loaded(tiny_model: Callable[[str], Path]) -> None:
+    backbone = load_backbone(str(tiny_model("llama")), precision="fp32")
+    assert type(backbone.model).__name__ == "LlamaModel"
+    assert backbone.num_layers == 6 and backbone.hidden_size == 64
+    assert backbone.model_id == str(tiny_model("llama").resolve())
+
+
+def test_precision_falls_back_to_bf16_with_a_warning(
+    tiny_model: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes now fails
+    with pytest.warns(PrecisionFallbackWarning, match="loading bf16 instead"):
+        backbone = load_backbone(str(tiny_model("qwen2")), precision="4bit", device="cpu")
+    assert backbone.precision == "bf16"
+
+
+def test_a_folder_without_config_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(ModelLoadError, match=r"holds no config\.json"):
+        load_backbone(str(tmp_path / "weights"))
+
+
+def test_a_checkpoint_missing_layers_is_refused(tmp_path: Path) -> None:
+    path = save_tiny_model(tmp_path / "short", "qwen2", num_hidden_layers=2)
+    config = json.loads((path / "config.json").read_text())
+    config["num_hidden_layers"] = 4  # claims layers the weights do not have
+    config.pop("layer_types", None)
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="lacks weights"):
+        load_backbone(str(path), precision="fp32")
+
+
+def test_encoder_decoder_models_are_refused(tmp_path: Path) -> None:
+    from transformers import T5Config
+
+    T5Config(vocab_size=1024, d_model=32, d_ff=64, num_layers=1, num_heads=2).save_pretrained(
+        tmp_path
+    )
+    build_tokenizer(with_bos=False).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="decoder-only"):
+        load_backbone(str(tmp_path), precision="fp32")

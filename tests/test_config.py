@@ -1,0 +1,104 @@
+"""Templates and settings resolution: pure functions, no model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tpsearch.config import (
+    EncoderSettings,
+    LayerPreset,
+    normalise_exit,
+    published_preset,
+    resolve_tp_settings,
+)
+from tpsearch.errors import ConfigError
+from tpsearch.templates import BUILTIN_TEMPLATES, Template
+
+
+def test_builtin_templates_are_the_research_strings() -> None:
+    eol = Template.resolve("prompteol")
+    assert eol.text == 'This sentence : <PST> "{text}" means in one word:"'
+    assert Template.resolve("Pretended-CoT").name == "pcot"
+    assert eol.baseline() == ('This sentence : "{text}" means in one word:"', 16)
+
+
+def test_fill_replaces_double_quotes_strips_and_locates_text_and_slot() -> None:
+    filled = Template.resolve("prompteol").fill('  He said "hi"  ', with_pst=True)
+    assert filled.prompt == 'This sentence : "  He said \'hi\'  " means in one word:"'
+    assert filled.prompt[filled.text_start : filled.text_end] == "  He said 'hi'  "
+    assert filled.pst_char == 16 and filled.prompt[filled.pst_char] == '"'
+    custom = Template.resolve("  {text} <PST> means:  ").fill("cats", with_pst=True)
+    assert custom.prompt == "cats means:"
+    assert custom.prompt[custom.text_start : custom.text_end] == "cats"
+    assert custom.pst_char == 5 and custom.head_end == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no placeholder here", "choose one of"),
+        ("{text} and {text} <PST>", "exactly once"),
+        ("<PST> <PST> {text}", "at most once"),
+        ("{text} <PST>", "must not end the template"),
+    ],
+)
+def test_bad_templates_are_explained(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Template.resolve(spec)
+
+
+def test_published_presets_match_model_and_depth() -> None:
+    preset = published_preset("meta-llama/Llama-2-7b-hf", 32)
+    assert preset is not None and (preset.template, preset.tp_start, preset.tp_end) == (
+        "prompteol",
+        1,
+        7,
+    )
+    assert published_preset("meta-llama/Llama-2-7b-hf", 40) is None
+    resolved = resolve_tp_settings(EncoderSettings(), "Qwen/Qwen2-7B-Instruct", 28)
+    assert (resolved.template.name, resolved.tp_start, resolved.tp_end) == ("pcot", 1, 6)
+    assert resolved.exit_layer == 27 and resolved.source == "published (Qwen2-7B)"
+
+
+def test_other_models_get_a_depth_scaled_default() -> None:
+    resolved = resolve_tp_settings(EncoderSettings(), "Qwen/Qwen2.5-0.5B-Instruct", 24)
+    assert (resolved.tp_start, resolved.tp_end, resolved.exit_layer) == (1, 5, 20)
+    assert resolved.template.name == "prompteol" and resolved.copies == 4
+
+
+def test_precedence_flags_over_calibration_over_presets() -> None:
+    calibrated = LayerPreset("calibrated on dev", 32, "knowledge", 1, 4, 30)
+    settings = EncoderSettings(exit_layer=-3)
+    resolved = resolve_tp_settings(settings, "meta-llama/Llama-2-7b-hf", 32, calibrated)
+    assert (resolved.template.name, resolved.tp_end, resolved.exit_layer) == ("knowledge", 4, 30)
+    assert resolved.source == "calibrated on dev + flags (exit_layer)"
+    other_template = EncoderSettings(template="pcot")
+    resolved = resolve_tp_settings(other_template, "meta-llama/Llama-2-7b-hf", 32, calibrated)
+    assert resolved.source.startswith("published (LLaMA-2-7B)"), "calibration is per template"
+
+
+def test_exit_layer_uses_hidden_states_indexing() -> None:
+    assert normalise_exit(-1, 24) == 24 and normalise_exit(-2, 24) == 23
+    assert normalise_exit(5, 24) == 5
+    for bad in (0, 25, -25):
+        with pytest.raises(ConfigError, match="out of range"):
+            normalise_exit(bad, 24)
+
+
+def test_tp_layers_must_feed_layers_that_run() -> None:
+    with pytest.raises(ConfigError, match="tp_end <= exit layer"):
+        resolve_tp_settings(EncoderSettings(tp_end=10, exit_layer=8), "m", 24)
+    off = resolve_tp_settings(EncoderSettings(tp=False, tp_end=10, exit_layer=8), "m", 24)
+    assert off.copies == 0 and not off.tp
+    no_slot = resolve_tp_settings(EncoderSettings(template="Say {text} now"), "m", 24)
+    assert not no_slot.tp, "a template without <PST> is the plain prompt baseline"
+
+
+def test_settings_validate_and_round_trip() -> None:
+    with pytest.raises(ConfigError, match="'4bit', '8bit', 'bf16', 'fp16', 'fp32'"):
+        EncoderSettings(precision="3bit")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="pooling"):
+        EncoderSettings(pooling="max")  # type: ignore[arg-type]
+    settings = EncoderSettings(model="./m", tp_end=4, template=BUILTIN_TEMPLATES["knowledge"])
+    assert EncoderSettings.from_dict(settings.to_dict()) == settings
+    assert settings.with_overrides(model=None, tp_end=6).tp_end == 6
