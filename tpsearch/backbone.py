@@ -119,6 +119,8 @@ def load_backbone(
             base, dtype = _load_model(source, local_only, precision, target, trust_remote_code)
     base.eval()
     base.requires_grad_(False)
+    if precision == "4bit" and target == "cpu":
+        _prefer_dequantize_matmul(base)
     revision = getattr(base.config, "_commit_hash", None)
     return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
 
@@ -300,6 +302,22 @@ def _load_model(
             "stacks built like Llama, Qwen, Mistral, Gemma and Phi"
         )
     return model, compute if precision != "fp32" else torch.float32
+
+
+def _prefer_dequantize_matmul(model: Any) -> None:
+    """On CPU, run 4-bit layers as dequantize + bf16 matmul instead of bitsandbytes' fused kernel.
+
+    bitsandbytes repacks 4-bit weights on the first CPU forward and then runs every matmul in
+    its own tiled kernel, built for single-token decoding. tpsearch always feeds whole prompts
+    (thousands of rows per batch), where dequantizing one weight (~2 ms) and calling oneDNN's
+    bf16 matmul measured 1.36x faster end to end (benchmarks/bench_encoder.py). Weights stay
+    4-bit in memory; only one layer's weight is expanded at a time.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _compute_dtype(precision: Precision, device: str) -> torch.dtype:
