@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from tpsearch.analysis.items import Embeddings, TextItem, words
+from tpsearch.analysis.items import Embeddings, TextItem, has_words
 from tpsearch.analysis.lexical import lexical_pairs
 from tpsearch.analysis.pairs import Pairs, exact_pairs, semantic_pairs
 from tpsearch.errors import ConfigError, choice_error
@@ -147,7 +147,7 @@ def find_duplicates(
     ordered = sorted(items, key=lambda item: item.id)
     if len({item.id for item in ordered}) != len(ordered):
         raise ValueError("item ids must be unique")
-    compared = [item for item in ordered if len(words(item.text)) >= settings.min_words]
+    compared = [item for item in ordered if has_words(item.text, settings.min_words)]
     texts = [item.text for item in compared]
     kinds = settings.kinds
 

@@ -7,6 +7,7 @@ matrix is the only sane shape for them and because some items may not be embedde
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,3 +105,8 @@ def pool_by_owner(embeddings: Embeddings, owner_of: np.ndarray) -> Embeddings:
 def words(text: str) -> list[str]:
     """Lower-cased words, the unit that lexical similarity and labels count."""
     return WORD.findall(text.lower())
+
+
+def has_words(text: str, count: int) -> bool:
+    """Whether `text` has at least `count` words (stops counting there)."""
+    return sum(1 for _ in itertools.islice(WORD.finditer(text), count)) >= count
