@@ -69,6 +69,24 @@ def test_dedupe_output_shows_each_group_largest_first_with_keeper_and_summary() 
     assert "Nothing was changed" in text
 
 
+def test_members_linked_through_another_member_are_indented_under_it() -> None:
+    text = "Background tasks run after the response is sent so the client does not wait"
+    chain = [  # c links to b, whose id 0 must not read as "no link"
+        TextItem(7, "a.md", text, len(text), 1.0),
+        TextItem(0, "b.md", text + " at all", len(text) + 7, 2.0),
+        TextItem(3, "c.md", text + " at all today", len(text) + 13, 3.0),
+    ]
+    report = find_duplicates(chain, settings=DedupeSettings(lexical_threshold=0.75))
+    lines = rendered(duplicates_renderable(report)).splitlines()
+    rows = [line.split("│")[1].split() for line in lines if line.startswith(("│ keep", "│ dup"))]
+    assert [row[:3] for row in rows] == [
+        ["keep", "a.md", str(chain[0].size)],
+        ["dup", "b.md", str(chain[1].size)],
+        ["dup", "└", "c.md"],
+    ]
+    assert "0.92 word overlap" in " ".join(rows[2])  # c links to b, not to the keeper a (0.77)
+
+
 def test_chunk_level_output_speaks_of_passages_and_files() -> None:
     files, _ = planted_files()
     report = find_duplicates(paragraph_chunks(files), settings=DedupeSettings(method="exact"))

@@ -68,7 +68,8 @@ def _group_panel(number: int, group: DuplicateGroup, level: Level, preview_lines
     rows.add_column(overflow="fold")
     depth = {group.keeper.id: 0}
     for member in group.duplicates:  # members come after the member they link to
-        depth[member.item.id] = depth[member.linked_to or group.keeper.id] + 1
+        assert member.linked_to is not None, "only the keeper has no link"
+        depth[member.item.id] = depth[member.linked_to] + 1
     for member in group.members:
         rows.add_row(*_member_cells(member, group, depth[member.item.id]))
     body: list[RenderableType] = [rows]
