@@ -8,7 +8,6 @@ are ordered by id first, so the same collection always gives the same clusters.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -16,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from tpsearch.analysis._threads import threads_for
-from tpsearch.analysis.items import Embeddings, TextItem
+from tpsearch.analysis.items import Embeddings, TextItem, vector_key
 from tpsearch.analysis.labels import keywords_by_cluster, label_of
 from tpsearch.errors import ConfigError
 
@@ -297,7 +296,7 @@ def _count_distinct(x: np.ndarray, limit: int) -> int:
     """Distinct rows, counting no further than `limit + 1` (enough to know k is possible)."""
     seen: set[bytes] = set()
     for row in x:
-        seen.add(hashlib.blake2b(row.data, digest_size=16).digest())
+        seen.add(vector_key(row))
         if len(seen) > limit:
             break
     return len(seen)

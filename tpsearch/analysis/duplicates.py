@@ -106,10 +106,6 @@ class DuplicateGroup:
         """Bytes freed by keeping only the keeper."""
         return sum(m.item.size for m in self.duplicates)
 
-    @property
-    def weakest_similarity(self) -> float:
-        return min(m.similarity for m in self.duplicates if m.similarity is not None)
-
 
 @dataclass(frozen=True)
 class DedupeReport:
@@ -309,14 +305,14 @@ def choose_keeper(items: Sequence[TextItem], rule: KeeperRule = "oldest") -> tup
     def depth(item: TextItem) -> tuple[int, int]:
         return (item.path.count("/"), len(item.path))
 
-    by_rule: dict[str, list[tuple[str, Callable[[TextItem], Any]]]] = {
-        "oldest": [("oldest (modified first; copies are usually newer)", lambda i: i.mtime)],
-        "newest": [("newest (most recently modified)", lambda i: -i.mtime)],
-        "shortest-path": [("shortest path", depth)],
+    by_rule: dict[str, tuple[str, Callable[[TextItem], Any]]] = {
+        "oldest": ("oldest (modified first; copies are usually newer)", lambda i: i.mtime),
+        "newest": ("newest (most recently modified)", lambda i: -i.mtime),
+        "shortest-path": ("shortest path", depth),
     }
     criteria = [
         ("not named like a copy", lambda i: looks_like_copy(i.path)),
-        *by_rule[rule],
+        by_rule[rule],
         ("shortest path", depth),
         ("first by path", lambda i: i.path),
         ("first occurrence in the file", lambda i: (i.start_line, i.id)),

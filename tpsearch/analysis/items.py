@@ -7,6 +7,7 @@ matrix is the only sane shape for them and because some items may not be embedde
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Sequence
@@ -110,3 +111,8 @@ def words(text: str) -> list[str]:
 def has_words(text: str, count: int) -> bool:
     """Whether `text` has at least `count` words (stops counting there)."""
     return sum(1 for _ in itertools.islice(WORD.finditer(text), count)) >= count
+
+
+def vector_key(row: np.ndarray) -> bytes:
+    """A digest of one vector's exact bytes: identical vectors, identical keys."""
+    return hashlib.blake2b(np.ascontiguousarray(row).data, digest_size=16).digest()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tpsearch.analysis._threads import threads_for
+from tpsearch.analysis.items import vector_key
 
 # Cosines come out of float32 arithmetic: identical unit vectors can score 0.99999994.
 _FLOAT_SLACK = 1e-6
@@ -136,8 +137,7 @@ def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first_row: dict[bytes, int] = {}
     representative = np.empty(len(x), dtype=np.int64)
     for row in range(len(x)):
-        digest = hashlib.blake2b(x[row].data, digest_size=16).digest()
-        representative[row] = first_row.setdefault(digest, row)
+        representative[row] = first_row.setdefault(vector_key(x[row]), row)
     return representative, np.flatnonzero(representative == np.arange(len(x)))
 
 
