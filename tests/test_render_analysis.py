@@ -144,12 +144,12 @@ def test_cluster_map_is_a_png_of_sensible_size(tmp_path: Path) -> None:
     items, embeddings, _, _ = topic_corpus()
     report = cluster_items(items, embeddings, ClusterSettings(k=4))
     path = plot_cluster_map(project_2d(embeddings, report), report, tmp_path / "map.png")
-    assert png_size(path) == (1200, 900)
+    assert png_size(path) == (1440, 900)
     assert path.stat().st_size > 20_000  # points and labels drawn, not a blank canvas
 
     empty = cluster_items([], Embeddings.empty(4))
     blank = plot_cluster_map(project_2d(Embeddings.empty(4), empty), empty, tmp_path / "e.png")
-    assert png_size(blank) == (1200, 900)
+    assert png_size(blank) == (1440, 900)
 
 
 def test_cluster_map_refuses_paths_it_cannot_honour(tmp_path: Path) -> None:

@@ -15,19 +15,19 @@ from tpsearch.analysis.projection import Projection
 from tpsearch.errors import ConfigError
 
 _MAX_POINTS = 50_000  # more dots add drawing time, not information
-_SIZE_INCHES = (10.0, 7.5)
-_DPI = 120  # 1200 x 900 pixels
+_SIZE_INCHES = (12.0, 7.5)  # the map, and the legend of cluster labels beside it
+_DPI = 120  # 1440 x 900 pixels
 
 
-def _palette(k: int) -> list[tuple[float, ...]]:
+def _palette(k: int) -> list[tuple[float, float, float, float]]:
     """k distinct colours: the qualitative tab10 / tab20 sets, a continuous map beyond."""
     from matplotlib import colormaps
+    from matplotlib.colors import to_rgba
 
-    if k <= 10:
-        return list(colormaps["tab10"].colors)[:k]  # type: ignore[attr-defined]
     if k <= 20:
-        return list(colormaps["tab20"].colors)[:k]  # type: ignore[attr-defined]
-    return [tuple(c) for c in colormaps["turbo"].resampled(k)(np.arange(k))]
+        listed = colormaps["tab10" if k <= 10 else "tab20"]
+        return [to_rgba(listed(i)) for i in range(k)]
+    return [to_rgba(c) for c in colormaps["turbo"].resampled(k)(np.arange(k))]
 
 
 def plot_cluster_map(
@@ -42,6 +42,7 @@ def plot_cluster_map(
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     figure = Figure(figsize=_SIZE_INCHES, dpi=_DPI)
     FigureCanvasAgg(figure)
@@ -69,16 +70,38 @@ def plot_cluster_map(
             linewidths=0,
             rasterized=True,
         )
+        # Numbers at the centres, words in a legend: labels of many clusters would overlap.
+        palette = _palette(report.k)
+        handles = []
         for cluster in report.clusters:
             x, y = projection.centres[cluster.index]
             axes.annotate(
-                f"{cluster.index + 1}. {cluster.label}",
+                str(cluster.index + 1),
                 (x, y),
                 ha="center",
                 va="center",
-                fontsize=9,
-                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "alpha": 0.8},
+                fontsize=8,
+                fontweight="bold",
+                bbox={"boxstyle": "circle,pad=0.2", "facecolor": "white", "alpha": 0.8},
             )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="o",
+                    linestyle="",
+                    color=palette[cluster.index],
+                    label=f"{cluster.index + 1}. {cluster.label} ({cluster.size})",
+                )
+            )
+        axes.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            frameon=False,
+            ncols=1 if report.k <= 30 else 2,
+        )
     figure.tight_layout()
     figure.savefig(path, format="png")
     return path
