@@ -71,6 +71,16 @@ def synthetic_vectors(
     return x, topic, cosines
 
 
+def _word(number: int) -> str:
+    """A made-up word of letters only ("qbca"), so the keyword labels see it as a word."""
+    letters = "q"
+    while True:
+        number, digit = divmod(number, 26)
+        letters += chr(ord("a") + digit)
+        if number == 0:
+            return letters
+
+
 def synthetic_items(topic: np.ndarray, planted: int, rng: np.random.Generator) -> list[TextItem]:
     n = len(topic)
     word_ids = rng.integers(0, VOCABULARY, (n, WORDS_PER_CHUNK)) + topic[:, None] * VOCABULARY
@@ -80,9 +90,10 @@ def synthetic_items(topic: np.ndarray, planted: int, rng: np.random.Generator) -
             word_ids[copy, WORDS_PER_CHUNK // 2] = topic[k] * VOCABULARY + (
                 (word_ids[k, WORDS_PER_CHUNK // 2] + 1) % VOCABULARY
             )
+    vocabulary = [_word(w) for w in range(VOCABULARY * (int(topic.max()) + 1))]
     items = []
     for row in range(n):
-        text = " ".join(f"w{w}" for w in word_ids[row])
+        text = " ".join(vocabulary[w] for w in word_ids[row])
         items.append(TextItem(row, f"docs/{row // 20}.md", text, len(text), 0.0, row + 1, row + 1))
     return items
 
