@@ -185,15 +185,16 @@ def research_path(
     return run, full
 
 
-def child_peak_rss(precision: str, model_path: Path) -> float:
-    """Peak resident memory (GiB) of a fresh process that loads `precision` and encodes a batch."""
+def child_memory(precision: str, model_path: Path) -> tuple[float, float]:
+    """(peak, final) resident GiB of a fresh process that loads `precision` and encodes a batch."""
     out = subprocess.run(
         [sys.executable, __file__, "--child", precision, "--model", str(model_path)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    peak, final = out.stdout.strip().splitlines()[-1].split()
+    return float(peak), float(final)
 
 
 def child(precision: str, model_path: Path) -> None:
@@ -210,7 +211,18 @@ def child(precision: str, model_path: Path) -> None:
         )
     )
     encoder.encode(texts_of(encoder.backbone.tokenizer, BATCH, TEXT_TOKENS), batch_size=BATCH)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # KiB -> GiB
+    print(memory_gib("VmHWM"), memory_gib("VmRSS"))
+
+
+def memory_gib(field: str) -> float:
+    """VmHWM (peak) or VmRSS (now) of this process. Both belong to the address space and start
+    anew at exec; ru_maxrss would carry the parent's peak over into a child."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 2**20  # kB -> GiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main() -> None:
@@ -299,8 +311,12 @@ def main() -> None:
         f"{results['weight_bytes_bf16'] / 2**20:.0f} MiB: ratio {weight_ratio:.3f} (target <= 0.5)"
     )
     for name in ("bf16", "4bit"):
-        rss = results[f"peak_rss_gib_{name}"] = child_peak_rss(name, path)
-        print(f"peak resident memory, {name}, load + one batch: {rss:.2f} GiB")
+        peak, final = child_memory(name, path)
+        results[f"peak_rss_gib_{name}"], results[f"rss_after_gib_{name}"] = peak, final
+        print(
+            f"resident memory, {name}: peak {peak:.2f} GiB (loading included), {final:.2f} GiB "
+            "after loading and one batch"
+        )
     if args.json:
         print(json.dumps(results))
 

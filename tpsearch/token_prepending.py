@@ -360,10 +360,10 @@ class TPEncoder:
         if how == "zeros":
             vector = torch.zeros(weight.shape[1])
         elif how == "mean":
-            vector = weight.float().mean(dim=0) * scale
+            vector = _row_mean(weight) * scale
         elif how == "random":
             generator = torch.Generator().manual_seed(0)
-            std = float(weight.float().std())
+            std = float((_row_mean(weight * weight) - _row_mean(weight) ** 2).mean().sqrt())
             vector = torch.randn(weight.shape[1], generator=generator) * std * scale
         else:
             text = how.removeprefix("token:")
@@ -390,6 +390,12 @@ class TPEncoder:
         if self._prefix is None or self._prefix.ids != head or self._prefix.depth < depth:
             self._prefix = _PrefixCache.build(self.backbone, head, depth)
         return self._prefix
+
+
+def _row_mean(matrix: torch.Tensor, rows_per_step: int = 8192) -> torch.Tensor:
+    """Mean of the rows in float32, a slice at a time: no float32 copy of a 150k-row vocabulary."""
+    total = sum(part.float().sum(dim=0) for part in matrix.split(rows_per_step))
+    return total / matrix.shape[0]  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
