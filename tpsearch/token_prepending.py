@@ -395,7 +395,7 @@ class TPEncoder:
 def _row_mean(matrix: torch.Tensor, rows_per_step: int = 8192) -> torch.Tensor:
     """Mean of the rows in float32, a slice at a time: no float32 copy of a 150k-row vocabulary."""
     total = sum(part.float().sum(dim=0) for part in matrix.split(rows_per_step))
-    return total / matrix.shape[0]  # type: ignore[operator]
+    return total / matrix.shape[0]
 
 
 @dataclass(frozen=True)
