@@ -55,3 +55,16 @@ def test_encoder_decoder_models_are_refused(tmp_path: Path) -> None:
     build_tokenizer(with_bos=False).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="decoder-only"):
         load_backbone(str(tmp_path), precision="fp32")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+def test_a_quantized_model_does_not_keep_the_checkpoint_mapped(
+    tiny_model: Callable[[str], Path],
+) -> None:
+    weights = tiny_model("qwen2") / "model.safetensors"
+    backbone = load_backbone(str(tiny_model("qwen2")), precision="4bit", device="cpu")
+    mapped = [
+        line for line in Path("/proc/self/maps").read_text().splitlines() if str(weights) in line
+    ]
+    assert backbone.precision == "4bit"
+    assert mapped == [], "the full-precision checkpoint would stay resident"
