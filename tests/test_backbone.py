@@ -58,11 +58,10 @@ def test_encoder_decoder_models_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
-def test_a_quantized_model_does_not_keep_the_checkpoint_mapped(
-    tiny_model: Callable[[str], Path],
-) -> None:
-    weights = tiny_model("qwen2") / "model.safetensors"
-    backbone = load_backbone(str(tiny_model("qwen2")), precision="4bit", device="cpu")
+def test_a_quantized_model_does_not_keep_the_checkpoint_mapped(tmp_path: Path) -> None:
+    path = save_tiny_model(tmp_path / "bf16", "qwen2", dtype="bfloat16")  # as on the hub
+    weights = path / "model.safetensors"
+    backbone = load_backbone(str(path), precision="4bit", device="cpu")
     mapped = [
         line for line in Path("/proc/self/maps").read_text().splitlines() if str(weights) in line
     ]

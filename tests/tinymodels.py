@@ -93,15 +93,18 @@ def build_config(family: str, vocab_size: int, **shape: int):  # type: ignore[no
     raise ValueError(f"unknown family {family!r}; known: {FAMILIES}")
 
 
-def save_tiny_model(path: Path, family: str = "qwen2", seed: int = 0, **shape: int) -> Path:
-    """Write a random-weight `family` model and its tokenizer to `path` (fp32 weights)."""
+def save_tiny_model(
+    path: Path, family: str = "qwen2", seed: int = 0, dtype: str = "float32", **shape: int
+) -> Path:
+    """Write a random-weight `family` model and its tokenizer to `path` (fp32 weights unless
+    `dtype` says otherwise: hub checkpoints are mostly bf16)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_tokenizer(with_bos=family in BOS_FAMILIES)
     config = build_config(family, vocab_size=len(tokenizer), **shape)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(getattr(torch, dtype))
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
