@@ -1,0 +1,446 @@
+"""`tpsearch index`: scan and chunk what changed, embed what is pending, refresh the vectors.
+
+Three phases, each safe to kill at any moment:
+
+1. Scan. Walk the sources; a file whose size and mtime match its row is unchanged without being
+   read; otherwise it is read, hashed and, if its content changed, re-chunked. Each file is one
+   transaction (its row, chunks and full-text entries replaced together), so the scan commits
+   as it goes, and lexical search works as soon as it ends, whatever the model does.
+   Files gone from a source are removed, chunks, vectors and full-text entries with them.
+2. Embed. Chunks without a vector are pending. Only if some are is the model loaded; vectors
+   are committed in groups, so a crash loses at most the group being encoded.
+3. Vectors. The FAISS file is compared with SQLite by id, topped up or rebuilt, and saved to a
+   temporary file that is renamed over the old one.
+
+After a crash, SQLite holds complete files and complete vectors only; the next run finds the
+changed files changed and the pending chunks pending, and finishes the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+import numpy as np
+
+from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, embedding_text
+from tpsearch.collection import storable
+from tpsearch.config import EncoderSettings
+from tpsearch.errors import CollectionError, ModelLoadError, TpsearchError
+from tpsearch.locking import WriterLock
+from tpsearch.sources import (
+    Candidate,
+    ScanSettings,
+    Skip,
+    SkipReason,
+    Unreadable,
+    is_under,
+    iter_sources,
+    read_document,
+    relative_to_root,
+    walk,
+)
+
+if TYPE_CHECKING:
+    from tpsearch.collection import Collection, EncoderFactory
+    from tpsearch.encoder import Encoder
+    from tpsearch.store import FileRow, Store
+
+Phase = Literal["scan", "load", "embed", "vectors"]
+# A file modified this close to the scan may change again within the same mtime tick; store
+# mtime 0 so the next run compares its hash instead of trusting its stat ("racy git").
+RACY_NS = 2_000_000_000
+CONTENT_SKIPS = frozenset({"binary", "undecodable", "too-large"})
+
+
+class Progress(Protocol):
+    """Where the library reports progress; the CLI draws Rich bars on stderr."""
+
+    def start(self, phase: Phase, total: int | None) -> None: ...
+    def advance(self, phase: Phase, amount: int = 1) -> None: ...
+    def finish(self, phase: Phase) -> None: ...
+
+
+class NullProgress:
+    def start(self, phase: Phase, total: int | None) -> None:
+        pass
+
+    def advance(self, phase: Phase, amount: int = 1) -> None:
+        pass
+
+    def finish(self, phase: Phase) -> None:
+        pass
+
+
+class EncodingError(TpsearchError):
+    """The encoder returned something other than one finite vector per text."""
+
+
+@dataclass(frozen=True)
+class ScanOverrides:
+    """Scan settings given for this run; None keeps the collection's stored value."""
+
+    include: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    max_file_bytes: int | None = None
+
+    def apply(self, stored: ScanSettings) -> ScanSettings:
+        return ScanSettings(
+            tuple(self.include) if self.include is not None else stored.include,
+            tuple(self.exclude) if self.exclude is not None else stored.exclude,
+            self.max_file_bytes if self.max_file_bytes is not None else stored.max_file_bytes,
+        )
+
+
+@dataclass
+class IndexSummary:
+    """What a run did; `line()` is the one-line summary."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    chunks_written: int = 0  # chunks of new and updated files
+    embedded: int = 0  # vectors computed by this run
+    pending: int = 0  # chunks still without a vector at the end
+    seconds: float = 0.0
+    skips: list[Skip] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def files_line(self) -> str:
+        return (
+            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.removed} removed, {self.skipped} skipped"
+        )
+
+    def line(self) -> str:
+        extra = [f"{self.embedded} chunks embedded"] if self.embedded else []
+        extra += [f"{self.pending} pending"] if self.pending else []
+        return " · ".join([self.files_line(), *extra, f"{self.seconds:.1f} s"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skips"] = len(self.skips)
+        return data
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_index(
+    col: Collection,
+    paths: list[Path] | None,
+    *,
+    scan: ScanOverrides,
+    overrides: dict[str, Any],
+    encoder_factory: EncoderFactory,
+    reembed: bool,
+    progress: Progress | None,
+    batch_size: int,
+) -> IndexSummary:
+    progress = progress or NullProgress()
+    summary = IndexSummary()
+    started = time.monotonic()
+    with WriterLock(col.folder):
+        store = col.store
+        run_id = store.start_run(_now())
+        status = "failed"
+        try:
+            settings, chunker = _prepare(col, overrides, reembed)
+            scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
+            sources = _sources(col, paths)
+            store.set_meta(scan=scan_settings.to_dict())
+            _scan(col, sources, scan_settings, chunker, summary, progress)
+            _embed(col, settings, encoder_factory, summary, progress, batch_size)
+            _save_vectors(col, progress)
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            summary.seconds = time.monotonic() - started
+            summary.pending = store.counts()["pending"]
+            store.finish_run(run_id, _now(), status, summary.to_dict())
+    return summary
+
+
+def _prepare(
+    col: Collection, overrides: dict[str, Any], reembed: bool
+) -> tuple[EncoderSettings, ChunkSettings]:
+    """Settings for this run; on --reembed, drop every vector (and the FAISS file) first."""
+    store = col.store
+    settings = col.wanted_settings(overrides, reembed)
+    chunker = ChunkSettings.for_encoder(settings.pooling, settings.max_length)
+    stored_chunker = store.get_meta("chunker")
+    rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
+    embedded = store.counts()["embedded"]
+    if rechunk and embedded and not reembed:
+        raise CollectionError(
+            f"this collection was chunked with other settings ({stored_chunker}, now "
+            f"{chunker.to_dict()}): run `tpsearch index --reembed` to re-chunk and re-embed"
+        )
+    if reembed and embedded:
+        epoch = store.get_meta("vectors_epoch", 1)
+        col.vectors_path(epoch).unlink(missing_ok=True)  # never serve the old vectors again
+        col.forget_vectors()
+        with store.transaction():
+            store.clear_vectors()
+            store.set_meta(vectors_epoch=epoch + 1, fingerprint=None, dim=None, encoder=None)
+            store.set_meta(model_id=None)
+    with store.transaction():
+        if rechunk:
+            store.mark_all_for_rechunk()
+        store.set_meta(encoder_settings=storable(settings), chunker=chunker.to_dict())
+    return settings, chunker
+
+
+def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
+    """What to scan: the given paths (remembered), else the remembered ones, else the root."""
+    stored = [col.root / rel for rel in col.store.get_meta("sources", [])]
+    if paths:
+        for path in paths:
+            if not path.exists():
+                raise CollectionError(f"no such file or folder: {path}")
+        scan = list(iter_sources(paths))
+    else:
+        scan = stored or [col.root]
+    remembered = list(iter_sources([*stored, *scan]))
+    col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
+    return scan
+
+
+def _scan(
+    col: Collection,
+    sources: list[Path],
+    settings: ScanSettings,
+    chunker: ChunkSettings,
+    summary: IndexSummary,
+    progress: Progress,
+) -> None:
+    store = col.store
+    known = store.files()
+    cached = {row[0]: row for row in store.skipped() if row[1] in CONTENT_SKIPS}
+    fresh_after = time.time_ns() - RACY_NS
+    for source in sources:
+        source_rel = relative_to_root(source, col.root)
+        if not source.exists():  # a remembered source that is gone: so are its files
+            summary.notices.append(f"{source_rel} no longer exists: its files were removed")
+            walked_files, skips = [], []
+        else:
+            walked = walk(source, col.root, settings)
+            walked_files, skips = walked.files, walked.skipped
+        live: set[str] = set()
+        todo: list[Candidate] = []
+        for file in walked_files:
+            row = known.get(file.rel)
+            if (
+                row
+                and row.sha256
+                and row.mtime_ns
+                and (row.size, row.mtime_ns)
+                == (
+                    file.size,
+                    file.mtime_ns,
+                )
+            ):
+                summary.unchanged += 1
+                live.add(file.rel)
+            elif (
+                row is None
+                and (hit := cached.get(file.rel))
+                and hit[3:]
+                == (
+                    file.size,
+                    file.mtime_ns,
+                )
+            ):
+                reason = cast(SkipReason, hit[1])
+                skips.append(Skip(file.rel, reason, hit[2], file.size, file.mtime_ns))
+            else:
+                todo.append(file)
+        progress.start("scan", len(todo))
+        for file in todo:
+            outcome = _index_file(store, file, known.get(file.rel), settings, chunker, fresh_after)
+            if isinstance(outcome, Skip):
+                skips.append(outcome)
+            else:
+                live.add(file.rel)
+                if outcome == "unchanged":
+                    summary.unchanged += 1
+                else:
+                    summary.chunks_written += outcome[1]
+                    if outcome[0] == "new":
+                        summary.new += 1
+                    else:
+                        summary.updated += 1
+            progress.advance("scan")
+        progress.finish("scan")
+        gone = [path for path in known if is_under(path, source_rel) and path not in live]
+        summary.removed += store.remove_files(gone)
+        store.replace_skips([source_rel], [_skip_row(s) for s in skips])
+        summary.skips += skips
+    summary.skipped = len(summary.skips)
+
+
+def _skip_row(skip: Skip) -> dict[str, Any]:
+    return {
+        "path": skip.rel,
+        "reason": skip.reason,
+        "detail": skip.detail,
+        "size": skip.size,
+        "mtime_ns": skip.mtime_ns,
+    }
+
+
+def _index_file(
+    store: Store,
+    file: Candidate,
+    row: FileRow | None,
+    settings: ScanSettings,
+    chunker: ChunkSettings,
+    fresh_after: int,
+) -> Skip | Literal["unchanged"] | tuple[Literal["new", "updated"], int]:
+    """Read, and if the content changed, chunk and commit one file (one transaction).
+
+    The stat recorded is the one taken before reading: if the file changes after that, the
+    next run sees a different stat and looks again.
+    """
+    try:
+        data = file.path.read_bytes()
+    except OSError as error:
+        return Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
+    if len(data) > settings.max_file_bytes:
+        detail = f"{len(data)} bytes > {settings.max_file_bytes}"
+        return Skip(file.rel, "too-large", detail, file.size, file.mtime_ns)
+    doc = read_document(data)
+    if isinstance(doc, Unreadable):
+        return Skip(file.rel, doc.reason, doc.detail, file.size, file.mtime_ns)
+    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0
+    if row is not None and row.sha256 == doc.sha256:
+        store.touch_file(file.rel, file.size, mtime)
+        return "unchanged"
+    fmt = detect_format(file.path.name)
+    chunks = chunk_document(doc.text, fmt, chunker, doc.encoding, doc.bom)
+    record = {
+        "path": file.rel,
+        "size": file.size,
+        "mtime_ns": mtime,
+        "sha256": doc.sha256,
+        "encoding": doc.encoding,
+        "format": fmt,
+        "indexed_at": _now(),
+    }
+    rows = [
+        {
+            "seq": seq,
+            "start_line": c.start_line,
+            "end_line": c.end_line,
+            "start_byte": c.start_byte,
+            "end_byte": c.end_byte,
+            "heading": " > ".join(c.heading),
+            "text": c.text,
+            "tokens": c.tokens,
+        }
+        for seq, c in enumerate(chunks)
+    ]
+    store.replace_file(record, rows)
+    return ("updated" if row is not None else "new"), len(rows)
+
+
+def _embed(
+    col: Collection,
+    settings: EncoderSettings,
+    factory: EncoderFactory,
+    summary: IndexSummary,
+    progress: Progress,
+    batch_size: int,
+) -> None:
+    store = col.store
+    pending = store.counts()["pending"]
+    if not pending:
+        return
+    progress.start("load", None)
+    try:
+        encoder = col.encoder(settings, factory)
+    except ModelLoadError as error:
+        summary.pending = pending
+        raise ModelLoadError(
+            f"{error}. The scan is saved ({summary.files_line()}); {pending} chunks wait for "
+            "their vectors, and queries use keywords only until `tpsearch index` runs with a "
+            "model that loads"
+        ) from error
+    finally:
+        progress.finish("load")
+    _adopt(col, encoder, settings)
+    progress.start("embed", pending)
+    group = 8 * batch_size  # vectors committed together: a crash loses at most these
+    last = 0
+    while batch := store.pending(last, group):
+        ids = [row[0] for row in batch]
+        vectors = encoder.encode([embedding_text(h, t) for _, h, t in batch], batch_size)
+        _check(vectors, len(ids), encoder.dim, ids)
+        store.add_vectors(ids, vectors)
+        last = ids[-1]
+        summary.embedded += len(ids)
+        progress.advance("embed", len(ids))
+    progress.finish("embed")
+
+
+def _adopt(col: Collection, encoder: Encoder, settings: EncoderSettings) -> None:
+    """Record the encoder with the vectors, or refuse one that would mix vectors."""
+    store = col.store
+    stored = store.get_meta("fingerprint")
+    if stored not in (None, encoder.fingerprint) and store.counts()["embedded"]:
+        raise CollectionError(
+            f"the model now gives other vectors than this collection holds (fingerprint "
+            f"{encoder.fingerprint}, collection {stored}): did the model files change? Run "
+            "`tpsearch index --reembed` to re-embed every chunk"
+        )
+    resolved = getattr(encoder, "resolved_settings", None)
+    store.set_meta(
+        fingerprint=encoder.fingerprint,
+        model_id=encoder.model_id,
+        dim=encoder.dim,
+        encoder=dict(encoder.settings),
+        encoder_settings=storable(resolved if isinstance(resolved, EncoderSettings) else settings),
+    )
+
+
+def _check(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:
+    if vectors.shape != (count, dim):
+        raise EncodingError(
+            f"the encoder returned an array of shape {vectors.shape} for {count} texts, not "
+            f"({count}, {dim}); nothing from this batch was stored"
+        )
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        shown = ", ".join(str(i) for i in np.asarray(ids)[bad][:5])
+        raise EncodingError(
+            f"the encoder returned non-finite vectors for chunks {shown}: try another "
+            "precision (fp32 or bf16); nothing from this batch was stored"
+        )
+
+
+def _save_vectors(col: Collection, progress: Progress) -> None:
+    """Bring the FAISS file in step with SQLite and save it if it changed."""
+    store = col.store
+    dim = store.get_meta("dim")
+    if dim is None:
+        return
+    progress.start("vectors", None)
+    epoch = store.get_meta("vectors_epoch", 1)
+    path = col.vectors_path(epoch)
+    with store.snapshot():
+        index, changed = col.vector_index(dim)
+    if changed or not path.exists():
+        index.save(path)
+    for stale in col.folder.glob("vectors-*.faiss*"):  # older epochs, temp files of dead runs
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    progress.finish("vectors")
