@@ -28,7 +28,7 @@ class TpsearchGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except TpsearchError as error:
-            stderr.print(Text(f"tpsearch: {error}", style="red"))
+            stderr.print(Text(f"tpsearch: {error}", style="red"), soft_wrap=True)
             raise SystemExit(error.exit_code) from None
 
 
