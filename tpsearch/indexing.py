@@ -126,6 +126,7 @@ class IndexSummary:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["skips"] = len(self.skips)
+        data["line"] = self.line()
         return data
 
 
