@@ -50,6 +50,15 @@ def default_encoder_factory(settings: EncoderSettings) -> Encoder:
     return encoder
 
 
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    """Which file, and which version of it (mtime, size); None when there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return path.name, info.st_mtime_ns, info.st_size
+
+
 def find_index_dir(start: Path) -> Path | None:
     """The nearest `.tpsearch/` folder in `start` or a parent (the way git finds `.git`)."""
     for folder in (start, *start.parents):
@@ -104,7 +113,8 @@ class Collection:
         self.policy = VectorPolicy()
         self._encoder: tuple[tuple[EncoderFactory, str], Encoder] | None = None
         self._vectors: VectorIndex | None = None
-        self._vectors_epoch: int | None = None
+        self._vectors_stamp: tuple[str, int, int] | None = None  # the file it was loaded from
+        self._vectors_unsaved = False  # differs from that file
 
     # --- finding and opening -----------------------------------------------------------------
 
@@ -218,7 +228,7 @@ class Collection:
             skipped: dict[str, int] = {}
             for _, reason, *_ in store.skipped():
                 skipped[reason] = skipped.get(reason, 0) + 1
-            epoch = store.get_meta("vectors_epoch", 1)
+            epoch = self.vectors_epoch()
             saved = VectorIndex.load(self.vectors_path(epoch))
             encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
             return CollectionStatus(
@@ -271,24 +281,41 @@ class Collection:
 
     # --- vectors -----------------------------------------------------------------------------
 
-    def vectors_path(self, epoch: int) -> Path:
-        return self.folder / f"vectors-{epoch}.faiss"
+    def vectors_epoch(self) -> int:
+        """Bumped by --reembed, so that each generation of vectors has its own FAISS file."""
+        return int(self.store.get_meta("vectors_epoch", 1))
 
-    def vector_index(self, dim: int) -> tuple[VectorIndex, bool]:
-        """The vector index in step with SQLite (call inside a snapshot): (index, changed).
+    def vectors_path(self, epoch: int | None = None) -> Path:
+        return self.folder / f"vectors-{self.vectors_epoch() if epoch is None else epoch}.faiss"
 
-        Loaded from the saved file once, then kept; topped up or rebuilt in memory when it lags
-        behind (after a crash, or while a writer is busy). Only `index` saves it.
+    def vector_index(self, dim: int) -> VectorIndex:
+        """The vector index in step with SQLite (call inside a snapshot).
+
+        Loaded from the saved file, and loaded again whenever that file changes on disk (a
+        writer saved a newer one, or it was damaged); topped up or rebuilt in memory when it
+        lags behind SQLite (after a crash, or while a writer is busy).
         """
-        epoch = self.store.get_meta("vectors_epoch", 1)
-        if self._vectors is None or self._vectors_epoch != epoch:
-            self._vectors, self._vectors_epoch = VectorIndex.load(self.vectors_path(epoch)), epoch
+        path = self.vectors_path()
+        stamp = _stamp(path)
+        if self._vectors is None or stamp != self._vectors_stamp:
+            self._vectors, self._vectors_stamp = VectorIndex.load(path), stamp
+            self._vectors_unsaved = False
         index, changed = sync(self._vectors, self.store, dim, self.policy)
         self._vectors = index
-        return index, changed
+        self._vectors_unsaved |= changed
+        return index
+
+    def save_vectors(self) -> None:
+        """Write the vector index if the file on disk differs from it (writers only)."""
+        path = self.vectors_path()
+        if self._vectors is not None and (
+            self._vectors_unsaved or _stamp(path) != self._vectors_stamp or not path.exists()
+        ):
+            self._vectors.save(path)
+            self._vectors_stamp, self._vectors_unsaved = _stamp(path), False
 
     def forget_vectors(self) -> None:
-        self._vectors = self._vectors_epoch = None
+        self._vectors, self._vectors_stamp, self._vectors_unsaved = None, None, False
 
     # --- checks ------------------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ def _prepare(
             f"{chunker.to_dict()}): run `tpsearch index --reembed` to re-chunk and re-embed"
         )
     if reembed and embedded:
-        epoch = store.get_meta("vectors_epoch", 1)
+        epoch = col.vectors_epoch()
         col.vectors_path(epoch).unlink(missing_ok=True)  # never serve the old vectors again
         col.forget_vectors()
         with store.transaction():
@@ -429,19 +429,16 @@ def _check(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:
 
 
 def _save_vectors(col: Collection, progress: Progress) -> None:
-    """Bring the FAISS file in step with SQLite and save it if it changed."""
-    store = col.store
-    dim = store.get_meta("dim")
+    """Bring the FAISS file in step with SQLite, save it if it changed, drop stale files."""
+    dim = col.store.get_meta("dim")
     if dim is None:
         return
     progress.start("vectors", None)
-    epoch = store.get_meta("vectors_epoch", 1)
-    path = col.vectors_path(epoch)
-    with store.snapshot():
-        index, changed = col.vector_index(dim)
-    if changed or not path.exists():
-        index.save(path)
+    with col.store.snapshot():
+        col.vector_index(dim)
+    col.save_vectors()
+    current = col.vectors_path()
     for stale in col.folder.glob("vectors-*.faiss*"):  # older epochs, temp files of dead runs
-        if stale != path:
+        if stale != current:
             stale.unlink(missing_ok=True)
     progress.finish("vectors")

@@ -259,6 +259,6 @@ def _semantic(
         allowed = np.array([r[0] for r in rows], dtype=np.int64)
         if not len(allowed):
             return []
-    index, _ = col.vector_index(store.get_meta("dim"))
+    index = col.vector_index(store.get_meta("dim"))
     scores, ids = index.search(vector[None, :], limit, allowed)
     return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]

@@ -73,7 +73,7 @@ def m001_initial(db: Database) -> None:
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             started_at TEXT NOT NULL,
             finished_at TEXT,
-            status TEXT NOT NULL,  -- running (or killed), completed, failed, interrupted
+            status TEXT NOT NULL,  -- running, completed, failed, interrupted, killed
             summary TEXT  -- JSON
         );
         """
@@ -316,6 +316,8 @@ class Store:
     # --- runs --------------------------------------------------------------------------------
 
     def start_run(self, started_at: str) -> int:
+        """Record a run; runs still marked running were killed (the caller holds the lock)."""
+        self.db.execute("UPDATE runs SET status = 'killed' WHERE status = 'running'")
         cursor = self.db.execute(
             "INSERT INTO runs (started_at, status) VALUES (?, 'running')", [started_at]
         )
