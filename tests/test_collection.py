@@ -62,10 +62,10 @@ def test_a_rerun_without_changes_reads_nothing_and_loads_no_model(
 ) -> None:
     col.index([docs], encoder_factory=using(HashingEncoder()))
     reads: list[bytes] = []
-    import tpsearch.indexing as indexing
+    import tpsearch.scanning as scanning
 
-    real = indexing.read_document
-    monkeypatch.setattr(indexing, "read_document", lambda data: reads.append(data) or real(data))
+    real = scanning.read_document
+    monkeypatch.setattr(scanning, "read_document", lambda data: reads.append(data) or real(data))
     summary = col.index(encoder_factory=failing_to_load)  # remembered sources; model unneeded
     assert summary.line().startswith("0 new, 0 updated, 3 unchanged, 0 removed, 2 skipped")
     assert reads == [] and summary.embedded == 0

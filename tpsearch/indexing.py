@@ -2,11 +2,8 @@
 
 Three phases, each safe to kill at any moment:
 
-1. Scan. Walk the sources; a file whose size and mtime match its row is unchanged without being
-   read; otherwise it is read, hashed and, if its content changed, re-chunked. Each file is one
-   transaction (its row, chunks and full-text entries replaced together), so the scan commits
-   as it goes, and lexical search works as soon as it ends, whatever the model does.
-   Files gone from a source are removed, chunks, vectors and full-text entries with them.
+1. Scan (`scanning.py`). Changed files are read, chunked and committed one transaction per
+   file, gone ones removed, so lexical search works as soon as it ends, whatever the model does.
 2. Embed. Chunks without a vector are pending. Only if some are is the model loaded; vectors
    are committed in groups, so a crash loses at most the group being encoded.
 3. Vectors. The FAISS file is compared with SQLite by id, topped up or rebuilt, and saved to a
@@ -21,40 +18,24 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, embedding_text
+from tpsearch.chunking import ChunkSettings, embedding_text
 from tpsearch.collection import storable
 from tpsearch.config import EncoderSettings
 from tpsearch.errors import CollectionError, ModelLoadError, TpsearchError
 from tpsearch.locking import WriterLock
-from tpsearch.sources import (
-    Candidate,
-    ScanSettings,
-    Skip,
-    SkipReason,
-    Unreadable,
-    is_under,
-    iter_sources,
-    read_document,
-    relative_to_root,
-    walk,
-)
+from tpsearch.scanning import now, scan_sources
+from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection, EncoderFactory
     from tpsearch.encoder import Encoder
-    from tpsearch.store import FileRow, Store
 
 Phase = Literal["scan", "load", "embed", "vectors"]
-# A file modified this close to the scan may change again within the same mtime tick; store
-# mtime 0 so the next run compares its hash instead of trusting its stat ("racy git").
-RACY_NS = 2_000_000_000
-CONTENT_SKIPS = frozenset({"binary", "undecodable", "too-large"})
 
 
 class Progress(Protocol):
@@ -130,10 +111,6 @@ class IndexSummary:
         return data
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def run_index(
     col: Collection,
     paths: list[Path] | None,
@@ -150,14 +127,14 @@ def run_index(
     started = time.monotonic()
     with WriterLock(col.folder):
         store = col.store
-        run_id = store.start_run(_now())
+        run_id = store.start_run(now())
         status = "failed"
         try:
             settings, chunker = _prepare(col, overrides, reembed)
             scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
             sources = _sources(col, paths)
             store.set_meta(scan=scan_settings.to_dict())
-            _scan(col, sources, scan_settings, chunker, summary, progress)
+            scan_sources(col, sources, scan_settings, chunker, summary, progress)
             _embed(col, settings, encoder_factory, summary, progress, batch_size)
             _save_vectors(col, progress)
             status = "completed"
@@ -167,7 +144,7 @@ def run_index(
         finally:
             summary.seconds = time.monotonic() - started
             summary.pending = store.counts()["pending"]
-            store.finish_run(run_id, _now(), status, summary.to_dict())
+            store.finish_run(run_id, now(), status, summary.to_dict())
     return summary
 
 
@@ -214,144 +191,6 @@ def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
     remembered = list(iter_sources([*stored, *scan]))
     col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
     return scan
-
-
-def _scan(
-    col: Collection,
-    sources: list[Path],
-    settings: ScanSettings,
-    chunker: ChunkSettings,
-    summary: IndexSummary,
-    progress: Progress,
-) -> None:
-    store = col.store
-    known = store.files()
-    cached = {row[0]: row for row in store.skipped() if row[1] in CONTENT_SKIPS}
-    fresh_after = time.time_ns() - RACY_NS
-    for source in sources:
-        source_rel = relative_to_root(source, col.root)
-        if not source.exists():  # a remembered source that is gone: so are its files
-            summary.notices.append(f"{source_rel} no longer exists: its files were removed")
-            walked_files, skips = [], []
-        else:
-            walked = walk(source, col.root, settings)
-            walked_files, skips = walked.files, walked.skipped
-        live: set[str] = set()
-        todo: list[Candidate] = []
-        for file in walked_files:
-            row = known.get(file.rel)
-            if (
-                row
-                and row.sha256
-                and row.mtime_ns
-                and (row.size, row.mtime_ns)
-                == (
-                    file.size,
-                    file.mtime_ns,
-                )
-            ):
-                summary.unchanged += 1
-                live.add(file.rel)
-            elif (
-                row is None
-                and (hit := cached.get(file.rel))
-                and hit[3:]
-                == (
-                    file.size,
-                    file.mtime_ns,
-                )
-            ):
-                reason = cast(SkipReason, hit[1])
-                skips.append(Skip(file.rel, reason, hit[2], file.size, file.mtime_ns))
-            else:
-                todo.append(file)
-        progress.start("scan", len(todo))
-        for file in todo:
-            outcome = _index_file(store, file, known.get(file.rel), settings, chunker, fresh_after)
-            if isinstance(outcome, Skip):
-                skips.append(outcome)
-            else:
-                live.add(file.rel)
-                if outcome == "unchanged":
-                    summary.unchanged += 1
-                else:
-                    summary.chunks_written += outcome[1]
-                    if outcome[0] == "new":
-                        summary.new += 1
-                    else:
-                        summary.updated += 1
-            progress.advance("scan")
-        progress.finish("scan")
-        gone = [path for path in known if is_under(path, source_rel) and path not in live]
-        summary.removed += store.remove_files(gone)
-        store.replace_skips([source_rel], [_skip_row(s) for s in skips])
-        summary.skips += skips
-    summary.skipped = len(summary.skips)
-
-
-def _skip_row(skip: Skip) -> dict[str, Any]:
-    return {
-        "path": skip.rel,
-        "reason": skip.reason,
-        "detail": skip.detail,
-        "size": skip.size,
-        "mtime_ns": skip.mtime_ns,
-    }
-
-
-def _index_file(
-    store: Store,
-    file: Candidate,
-    row: FileRow | None,
-    settings: ScanSettings,
-    chunker: ChunkSettings,
-    fresh_after: int,
-) -> Skip | Literal["unchanged"] | tuple[Literal["new", "updated"], int]:
-    """Read, and if the content changed, chunk and commit one file (one transaction).
-
-    The stat recorded is the one taken before reading: if the file changes after that, the
-    next run sees a different stat and looks again.
-    """
-    try:
-        data = file.path.read_bytes()
-    except OSError as error:
-        return Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
-    if len(data) > settings.max_file_bytes:
-        detail = f"{len(data)} bytes > {settings.max_file_bytes}"
-        return Skip(file.rel, "too-large", detail, file.size, file.mtime_ns)
-    doc = read_document(data)
-    if isinstance(doc, Unreadable):
-        return Skip(file.rel, doc.reason, doc.detail, file.size, file.mtime_ns)
-    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0
-    if row is not None and row.sha256 == doc.sha256:
-        store.touch_file(file.rel, file.size, mtime)
-        return "unchanged"
-    fmt = detect_format(file.path.name)
-    chunks = chunk_document(doc.text, fmt, chunker, doc.encoding, doc.bom)
-    record = {
-        "path": file.rel,
-        "size": file.size,
-        "mtime_ns": mtime,
-        "sha256": doc.sha256,
-        "encoding": doc.encoding,
-        "format": fmt,
-        "indexed_at": _now(),
-    }
-    rows = [
-        {
-            "seq": seq,
-            "start_line": c.start_line,
-            "end_line": c.end_line,
-            "start_byte": c.start_byte,
-            "end_byte": c.end_byte,
-            "heading": " > ".join(c.heading),
-            "text": c.text,
-            "tokens": c.tokens,
-        }
-        for seq, c in enumerate(chunks)
-    ]
-    store.replace_file(record, rows)
-    return ("updated" if row is not None else "new"), len(rows)
 
 
 def _embed(
