@@ -38,8 +38,9 @@ LAST_POOLING_TOKENS = 160  # last-token pooling is weak on long texts: keep chun
 MEAN_POOLING_TOKENS = 384
 PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_length
 
-WORD = re.compile(r"\w+")
-PUNCT = re.compile(r"[^\w\s]")
+# One token per started 4 characters of a word (\w{1,4} matches ceil(len / 4) times in a word),
+# one per punctuation mark.
+TOKEN_PIECE = re.compile(r"\w{1,4}|[^\w\s]")
 TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -90,7 +91,7 @@ def detect_format(name: str) -> Format:
 
 
 def approx_tokens(text: str) -> int:
-    return sum((len(w) + 3) // 4 for w in WORD.findall(text)) + len(PUNCT.findall(text))
+    return len(TOKEN_PIECE.findall(text))
 
 
 def heading_text(heading: tuple[str, ...]) -> str:

@@ -115,6 +115,7 @@ class Collection:
         self._vectors: VectorIndex | None = None
         self._vectors_stamp: tuple[str, int, int] | None = None  # the file it was loaded from
         self._vectors_unsaved = False  # differs from that file
+        self._vectors_synced: tuple[int, int] | None = None  # database version at the last sync
 
     # --- finding and opening -----------------------------------------------------------------
 
@@ -299,11 +300,13 @@ class Collection:
         stamp = _stamp(path)
         if self._vectors is None or stamp != self._vectors_stamp:
             self._vectors, self._vectors_stamp = VectorIndex.load(path), stamp
-            self._vectors_unsaved = False
-        index, changed = sync(self._vectors, self.store, dim, self.policy)
-        self._vectors = index
-        self._vectors_unsaved |= changed
-        return index
+            self._vectors_unsaved, self._vectors_synced = False, None
+        version = self.store.version()
+        if self._vectors is None or version != self._vectors_synced:  # else nothing changed
+            index, changed = sync(self._vectors, self.store, dim, self.policy)
+            self._vectors, self._vectors_synced = index, version
+            self._vectors_unsaved |= changed
+        return self._vectors
 
     def save_vectors(self) -> None:
         """Write the vector index if the file on disk differs from it (writers only)."""
@@ -316,6 +319,7 @@ class Collection:
 
     def forget_vectors(self) -> None:
         self._vectors, self._vectors_stamp, self._vectors_unsaved = None, None, False
+        self._vectors_synced = None
 
     # --- checks ------------------------------------------------------------------------------
 

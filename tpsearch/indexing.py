@@ -4,8 +4,9 @@ Three phases, each safe to kill at any moment:
 
 1. Scan (`scanning.py`). Changed files are read, chunked and committed one transaction per
    file, gone ones removed, so lexical search works as soon as it ends, whatever the model does.
-2. Embed. Chunks without a vector are pending. Only if some are is the model loaded; vectors
-   are committed in groups, so a crash loses at most the group being encoded.
+2. Embed (`embedding.py`), overlapping the scan. Chunks without a vector are pending; only if
+   some are is the model loaded; vectors are committed in groups, so a crash loses at most
+   the groups being encoded.
 3. Vectors. The FAISS file is compared with SQLite by id, topped up or rebuilt, and saved to a
    temporary file that is renamed over the old one.
 
@@ -21,25 +22,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import numpy as np
-
-from tpsearch.chunking import ChunkSettings, embedding_text
+from tpsearch.chunking import ChunkSettings
 from tpsearch.collection import storable
 from tpsearch.config import EncoderSettings
-from tpsearch.errors import CollectionError, ModelLoadError, TpsearchError
+from tpsearch.embedding import Embedder
+from tpsearch.errors import CollectionError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import now, scan_sources
 from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection, EncoderFactory
-    from tpsearch.encoder import Encoder
 
 Phase = Literal["scan", "load", "embed", "vectors"]
 
 
 class Progress(Protocol):
-    """Where the library reports progress; the CLI draws Rich bars on stderr."""
+    """Where the library reports progress; the CLI draws Rich bars on stderr.
+
+    `start` may come again for a phase already started, with its total once that is known.
+    All calls come from the thread that called `Collection.index`.
+    """
 
     def start(self, phase: Phase, total: int | None) -> None: ...
     def advance(self, phase: Phase, amount: int = 1) -> None: ...
@@ -55,10 +58,6 @@ class NullProgress:
 
     def finish(self, phase: Phase) -> None:
         pass
-
-
-class EncodingError(TpsearchError):
-    """The encoder returned something other than one finite vector per text."""
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,12 @@ def run_index(
             scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
             sources = _sources(col, paths)
             store.set_meta(scan=scan_settings.to_dict())
-            scan_sources(col, sources, scan_settings, chunker, summary, progress)
-            _embed(col, settings, encoder_factory, summary, progress, batch_size)
+            embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
+            with embedder:  # the model loads and encodes while the scan goes on
+                scan_sources(
+                    col, sources, scan_settings, chunker, summary, progress, embedder.commit_ready
+                )
+                embedder.finish()
             _save_vectors(col, progress)
             status = "completed"
         except KeyboardInterrupt:
@@ -191,80 +194,6 @@ def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
     remembered = list(iter_sources([*stored, *scan]))
     col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
     return scan
-
-
-def _embed(
-    col: Collection,
-    settings: EncoderSettings,
-    factory: EncoderFactory,
-    summary: IndexSummary,
-    progress: Progress,
-    batch_size: int,
-) -> None:
-    store = col.store
-    pending = store.counts()["pending"]
-    if not pending:
-        return
-    progress.start("load", None)
-    try:
-        encoder = col.encoder(settings, factory)
-    except ModelLoadError as error:
-        summary.pending = pending
-        raise ModelLoadError(
-            f"{error}. The scan is saved ({summary.files_line()}); {pending} chunks wait for "
-            "their vectors, and queries use keywords only until `tpsearch index` runs with a "
-            "model that loads"
-        ) from error
-    finally:
-        progress.finish("load")
-    _adopt(col, encoder, settings)
-    progress.start("embed", pending)
-    group = 8 * batch_size  # vectors committed together: a crash loses at most these
-    last = 0
-    while batch := store.pending(last, group):
-        ids = [row[0] for row in batch]
-        vectors = encoder.encode([embedding_text(h, t) for _, h, t in batch], batch_size)
-        _check(vectors, len(ids), encoder.dim, ids)
-        store.add_vectors(ids, vectors)
-        last = ids[-1]
-        summary.embedded += len(ids)
-        progress.advance("embed", len(ids))
-    progress.finish("embed")
-
-
-def _adopt(col: Collection, encoder: Encoder, settings: EncoderSettings) -> None:
-    """Record the encoder with the vectors, or refuse one that would mix vectors."""
-    store = col.store
-    stored = store.get_meta("fingerprint")
-    if stored not in (None, encoder.fingerprint) and store.counts()["embedded"]:
-        raise CollectionError(
-            f"the model now gives other vectors than this collection holds (fingerprint "
-            f"{encoder.fingerprint}, collection {stored}): did the model files change? Run "
-            "`tpsearch index --reembed` to re-embed every chunk"
-        )
-    resolved = getattr(encoder, "resolved_settings", None)
-    store.set_meta(
-        fingerprint=encoder.fingerprint,
-        model_id=encoder.model_id,
-        dim=encoder.dim,
-        encoder=dict(encoder.settings),
-        encoder_settings=storable(resolved if isinstance(resolved, EncoderSettings) else settings),
-    )
-
-
-def _check(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:
-    if vectors.shape != (count, dim):
-        raise EncodingError(
-            f"the encoder returned an array of shape {vectors.shape} for {count} texts, not "
-            f"({count}, {dim}); nothing from this batch was stored"
-        )
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        shown = ", ".join(str(i) for i in np.asarray(ids)[bad][:5])
-        raise EncodingError(
-            f"the encoder returned non-finite vectors for chunks {shown}: try another "
-            "precision (fp32 or bf16); nothing from this batch was stored"
-        )
 
 
 def _save_vectors(col: Collection, progress: Progress) -> None:

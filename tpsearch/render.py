@@ -180,6 +180,9 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def start(self, phase: Phase, total: int | None) -> None:
+        if phase in self.tasks:
+            self.bars.update(self.tasks[phase], total=total)
+            return
         label, unit = PHASE_LABELS[phase]
         self.tasks[phase] = self.bars.add_task(label, total=total, unit=unit)
 

@@ -10,6 +10,7 @@ looks changed to the next run. Files gone from a scanned folder are removed at t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -49,7 +50,9 @@ def scan_sources(
     chunker: ChunkSettings,
     summary: IndexSummary,
     progress: Progress,
+    after_file: Callable[[], None],
 ) -> None:
+    """Commit every changed file of `sources`, calling `after_file` after each one."""
     store = col.store
     known = store.files()
     cached = {row[0]: row for row in store.skipped() if row[1] in CONTENT_SKIPS}
@@ -107,6 +110,7 @@ def scan_sources(
                     else:
                         summary.updated += 1
             progress.advance("scan")
+            after_file()
         progress.finish("scan")
         gone = [path for path in known if is_under(path, source_rel) and path not in live]
         summary.removed += store.remove_files(gone)

@@ -205,7 +205,7 @@ def _query_vector(
     """The query's vector, or None and why not."""
     store = col.store
     fingerprint = store.get_meta("fingerprint")
-    if fingerprint is None or not store.counts()["embedded"]:
+    if fingerprint is None or not store.has_vectors():
         return None, "no chunk has a vector yet (run `tpsearch index` with a model that loads)"
     settings = col.wanted_settings(overrides, reembed=False)  # refuses vector-changing flags
     try:

@@ -62,6 +62,9 @@ def m001_initial(db: Database) -> None:
             chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
             vector BLOB NOT NULL  -- little-endian float32, meta 'dim' values
         );
+        -- Redundant with the primary key, but small: counting and listing ids reads this
+        -- instead of every page of vectors.
+        CREATE INDEX vectors_ids ON vectors (chunk_id);
         CREATE TABLE skipped (  -- what the last scan of each path left out
             path TEXT PRIMARY KEY,
             reason TEXT NOT NULL,
@@ -85,6 +88,16 @@ def m001_initial(db: Database) -> None:
 
 
 SCHEMA_STEPS = (m001_initial.__name__,)  # every migration above, oldest first
+CHUNK_COLUMNS = (
+    "seq",
+    "start_line",
+    "end_line",
+    "start_byte",
+    "end_byte",
+    "heading",
+    "text",
+    "tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._counts: tuple[tuple[int, int], dict[str, int]] | None = None
         try:
             self.db = Database(path, execute_plugins=False)
             self.db.execute("PRAGMA busy_timeout = 10000")
@@ -195,14 +209,16 @@ class Store:
         rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files")
         return {row[1]: FileRow(*row) for row in rows}
 
-    def replace_file(self, file: dict[str, Any], chunks: Iterable[dict[str, Any]]) -> None:
+    def replace_file(self, file: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
         """Put a file and its chunks in place of any earlier version, in one transaction."""
         with self.db.atomic():
             self.db.execute("DELETE FROM files WHERE path = ?", [file["path"]])
             file_id = self.db.table("files").insert(file).last_pk
-            rows = [{**chunk, "file_id": file_id} for chunk in chunks]
-            if rows:
-                self.db.table("chunks").insert_all(rows)
+            self.db.conn.executemany(  # the hot path of a scan: plain executemany
+                f"INSERT INTO chunks (file_id, {', '.join(CHUNK_COLUMNS)})"
+                f" VALUES (?, {', '.join('?' * len(CHUNK_COLUMNS))})",
+                [(file_id, *(chunk[c] for c in CHUNK_COLUMNS)) for chunk in chunks],
+            )
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         """Same content, new stat: remember the stat so the next run need not hash again."""
@@ -239,30 +255,47 @@ class Store:
 
     # --- vectors -----------------------------------------------------------------------------
 
-    def pending(self, after: int, limit: int) -> list[tuple[int, str, str]]:
-        """(id, heading, text) of chunks without a vector, in id order, ids above `after`."""
+    def pending(
+        self, after: int, limit: int, upto: int | None = None
+    ) -> list[tuple[int, str, str]]:
+        """(id, heading, text) of chunks without a vector, in id order, ids in (after, upto]."""
         return self.query(
             "SELECT c.id, c.heading, c.text FROM chunks c LEFT JOIN vectors v ON v.chunk_id = c.id"
-            " WHERE v.chunk_id IS NULL AND c.id > ? ORDER BY c.id LIMIT ?",
-            [after, limit],
+            " WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+            [after, upto if upto is not None else 2**62, limit],
         )
 
-    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+    def next_chunk_id(self) -> int:
+        """A lower bound of the ids chunks inserted from now on will get (never reused)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> int:
+        """Store vectors of chunks that still exist (one transaction); how many were stored."""
         with self.db.atomic():
-            self.db.conn.executemany(
-                "INSERT INTO vectors (chunk_id, vector) VALUES (?, ?)",
+            cursor = self.db.conn.executemany(
+                "INSERT INTO vectors (chunk_id, vector)"
+                " SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
                 [(int(i), vector_blob(v)) for i, v in zip(ids, vectors, strict=True)],
             )
+        return cursor.rowcount
 
     def clear_vectors(self) -> None:
         self.db.execute("DELETE FROM vectors")
 
     def vector_ids(self) -> np.ndarray:
-        """Sorted ids of live chunks that have a vector (orphans, if any, are ignored)."""
-        rows = self.db.conn.execute(
-            "SELECT v.chunk_id FROM vectors v JOIN chunks c ON c.id = v.chunk_id ORDER BY 1"
-        ).fetchall()
+        """Sorted ids of the chunks that have a vector (foreign keys keep them live)."""
+        rows = self.db.conn.execute("SELECT chunk_id FROM vectors ORDER BY chunk_id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def has_vectors(self) -> bool:
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM vectors)").fetchone()[0])
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the database may have changed: commits of other connections
+        (data_version) or writes of this one (total_changes)."""
+        (data_version,) = self.db.conn.execute("PRAGMA data_version").fetchone()
+        return data_version, self.db.conn.total_changes
 
     def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
         """(len(ids), dim) float32 in the order of `ids`."""
@@ -280,9 +313,7 @@ class Store:
         """(ids, vectors) of every live embedded chunk, streamed in id order."""
         ids = self.vector_ids()
         out = np.empty((len(ids), dim), dtype=np.float32)
-        cursor = self.db.conn.execute(
-            "SELECT v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk_id ORDER BY v.chunk_id"
-        )
+        cursor = self.db.conn.execute("SELECT vector FROM vectors ORDER BY chunk_id")
         for row, (blob,) in enumerate(cursor):
             out[row] = np.frombuffer(blob, dtype="<f4")
         return ids, out
@@ -301,17 +332,15 @@ class Store:
         return {row[0]: ChunkRow(*row) for row in rows}
 
     def counts(self) -> dict[str, int]:
-        (files,) = self.db.execute("SELECT count(*) FROM files").fetchone()
-        (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
-        (embedded,) = self.db.execute(
-            "SELECT count(*) FROM vectors v JOIN chunks c ON c.id = v.chunk_id"
-        ).fetchone()
-        return {
-            "files": files,
-            "chunks": chunks,
-            "embedded": embedded,
-            "pending": chunks - embedded,
-        }
+        """Files, chunks, embedded and pending chunks (cached until the database changes)."""
+        version = self.version()
+        if self._counts is None or self._counts[0] != version:
+            (files,) = self.db.execute("SELECT count(*) FROM files").fetchone()
+            (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+            (embedded,) = self.db.execute("SELECT count(*) FROM vectors").fetchone()
+            counts = {"files": files, "chunks": chunks, "embedded": embedded}
+            self._counts = version, {**counts, "pending": chunks - embedded}
+        return dict(self._counts[1])
 
     # --- runs --------------------------------------------------------------------------------
 
