@@ -108,7 +108,8 @@ def test_index_location_from_option_and_environment(project: Path, tmp_path: Pat
 def test_status_text_and_json(project: Path) -> None:
     run("index", "docs")
     text = run("status").stdout
-    assert "model        test/hashing" in text and "problems     none" in text
+    assert "model        test/hashing" in text and "problems" not in text
+    assert "problems     none" in run("status", "--check").stdout
     data = json.loads(run("status", "--json").stdout)
     assert (data["files"], data["pending"], data["skipped"]) == (3, 0, {"binary": 1, "hidden": 1})
 

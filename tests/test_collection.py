@@ -290,13 +290,13 @@ def test_no_collection_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_status_reports_what_a_user_needs(col: Collection, docs: Path) -> None:
     col.index([docs], encoder_factory=using(HashingEncoder()))
-    status = col.status()
+    status = col.status(check=True)
     assert (status.files, status.pending, status.embedded) == (3, 0, status.chunks)
     assert status.skipped == {"binary": 1, "hidden": 1}
     assert status.model_id == "test/hashing" and status.fingerprint
     assert status.encoder["kind"] == "hashing bag of words"
     assert status.chunker["max_tokens"] == 160
     assert status.bytes_on_disk["database"] > 0 and status.bytes_on_disk["vectors"] > 0
-    assert status.vector_index == {"kind": "exact", "vectors": status.chunks, "nprobe": 0}
+    assert status.vector_index == {"kind": "exact", "vectors": 3, "nlist": 0, "nprobe": 0}
     assert status.last_run["status"] == "completed"  # type: ignore[index]
     assert status.problems == []

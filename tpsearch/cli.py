@@ -254,13 +254,16 @@ def query_command(
 def status_command(
     index_dir: IndexDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also verify every invariant (reads everything).")
+    ] = False,
 ) -> None:
     """What the collection holds: files, chunks, pending vectors, skips, model, sizes."""
     from tpsearch.collection import Collection
     from tpsearch.render import render_status, status_json
 
     with Collection.locate(Path.cwd(), index_dir) as collection:
-        status = collection.status()
+        status = collection.status(check=check)
     if as_json:
         typer.echo(status_json(status))
     else:

@@ -59,6 +59,13 @@ def _stamp(path: Path) -> tuple[str, int, int] | None:
     return path.name, info.st_mtime_ns, info.st_size
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def find_index_dir(start: Path) -> Path | None:
     """The nearest `.tpsearch/` folder in `start` or a parent (the way git finds `.git`)."""
     for folder in (start, *start.parents):
@@ -100,7 +107,7 @@ class CollectionStatus:
     bytes_on_disk: dict[str, int]  # database (with its WAL) and vector index
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
     last_run: dict[str, Any] | None
-    problems: list[str]
+    problems: list[str] | None  # None: not checked
 
 
 class Collection:
@@ -222,16 +229,15 @@ class Collection:
             encoder_factory=encoder_factory or default_encoder_factory,
         )
 
-    def status(self) -> CollectionStatus:
+    def status(self, check: bool = False) -> CollectionStatus:
+        """What the collection holds; `check` also verifies every invariant (reads it all)."""
         store = self.store
         with store.snapshot():
-            counts = store.counts()
             skipped: dict[str, int] = {}
             for _, reason, *_ in store.skipped():
                 skipped[reason] = skipped.get(reason, 0) + 1
-            epoch = self.vectors_epoch()
-            saved = VectorIndex.load(self.vectors_path(epoch))
             encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
+            vectors = self.vectors_path()
             return CollectionStatus(
                 folder=self.folder,
                 root=self.root,
@@ -243,13 +249,14 @@ class Collection:
                 encoder=store.get_meta("encoder", {}),
                 chunker=chunker,
                 sources=store.get_meta("sources", []),
-                bytes_on_disk=self._sizes(epoch),
-                vector_index=None
-                if saved is None
-                else {"kind": saved.kind, "vectors": saved.ntotal, "nprobe": saved.nprobe},
+                bytes_on_disk={
+                    "database": _size(store.path) + _size(store.path.with_name(DB_NAME + "-wal")),
+                    "vectors": _size(vectors),
+                },
+                vector_index=store.get_meta("vector_index") if vectors.exists() else None,
                 last_run=store.last_run(),
-                problems=self.problems(),
-                **counts,
+                problems=self.problems() if check else None,
+                **store.counts(),
             )
 
     # --- settings ----------------------------------------------------------------------------
@@ -316,6 +323,7 @@ class Collection:
         ):
             self._vectors.save(path)
             self._vectors_stamp, self._vectors_unsaved = _stamp(path), False
+            self.store.set_meta(vector_index=self._vectors.describe())  # for `status`
 
     def forget_vectors(self) -> None:
         self._vectors, self._vectors_stamp, self._vectors_unsaved = None, None, False
@@ -327,12 +335,3 @@ class Collection:
         """Broken invariants of the database; empty when consistent. (The FAISS file needs no
         check: it is compared with SQLite by id whenever it is used.)"""
         return self.store.problems()
-
-    def _sizes(self, epoch: int) -> dict[str, int]:
-        database = sum(
-            p.stat().st_size
-            for p in self.folder.glob(DB_NAME + "*")
-            if p.name in (DB_NAME, DB_NAME + "-wal")
-        )
-        vectors = self.vectors_path(epoch)
-        return {"database": database, "vectors": vectors.stat().st_size if vectors.exists() else 0}

@@ -26,7 +26,7 @@ from tpsearch.chunking import ChunkSettings
 from tpsearch.collection import storable
 from tpsearch.config import EncoderSettings
 from tpsearch.embedding import Embedder
-from tpsearch.errors import CollectionError
+from tpsearch.errors import CollectionError, ConfigError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import now, scan_sources
 from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
@@ -172,8 +172,9 @@ def _prepare(
         col.forget_vectors()
         with store.transaction():
             store.clear_vectors()
-            store.set_meta(vectors_epoch=epoch + 1, fingerprint=None, dim=None, encoder=None)
-            store.set_meta(model_id=None)
+            store.set_meta(
+                vectors_epoch=epoch + 1, fingerprint=None, model_id=None, dim=None, encoder=None
+            )
     with store.transaction():
         if rechunk:
             store.mark_all_for_rechunk()
@@ -187,7 +188,7 @@ def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
     if paths:
         for path in paths:
             if not path.exists():
-                raise CollectionError(f"no such file or folder: {path}")
+                raise ConfigError(f"no such file or folder: {path}")
         scan = list(iter_sources(paths))
     else:
         scan = stored or [col.root]

@@ -97,7 +97,7 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
     index = status.vector_index
     vectors = _size(sizes["vectors"])
     if index:
-        probe = f", nprobe {index['nprobe']}" if index["kind"] == "ivf" else ""
+        probe = f", {index['nlist']} cells, nprobe {index['nprobe']}" if index["nlist"] else ""
         vectors += f" ({index['kind']}, {index['vectors']} vectors{probe})"
     last = status.last_run
     last_text = "never"
@@ -106,7 +106,7 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
         last_text = f"{last['started_at']} {last['status']}" + (f": {line}" if line else "")
     encoder = ", ".join(f"{k}={v}" for k, v in sorted(status.encoder.items()))
     chunker = status.chunker
-    return [
+    rows = [
         ("collection", f"{status.folder} (paths relative to {status.root})"),
         ("files", str(status.files)),
         ("chunks", f"{status.chunks} ({status.embedded} embedded, {status.pending} pending)"),
@@ -123,8 +123,10 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
         ("sources", ", ".join(status.sources) or "none"),
         ("on disk", f"database {_size(sizes['database'])}, vectors {vectors}"),
         ("last run", last_text),
-        ("problems", "; ".join(status.problems) or "none"),
     ]
+    if status.problems is not None:
+        rows.append(("problems", "; ".join(status.problems) or "none"))
+    return rows
 
 
 def render_status(console: Console, status: CollectionStatus) -> None:

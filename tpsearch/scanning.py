@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tpsearch.chunking import ChunkSettings, chunk_document, detect_format
+from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, heading_text
 from tpsearch.sources import (
     Candidate,
     ScanSettings,
@@ -69,29 +69,12 @@ def scan_sources(
         todo: list[Candidate] = []
         for file in walked_files:
             row = known.get(file.rel)
-            if (
-                row
-                and row.sha256
-                and row.mtime_ns
-                and (row.size, row.mtime_ns)
-                == (
-                    file.size,
-                    file.mtime_ns,
-                )
-            ):
+            if row and row.sha256 and _same_stat(row.size, row.mtime_ns, file):
                 summary.unchanged += 1
                 live.add(file.rel)
-            elif (
-                row is None
-                and (hit := cached.get(file.rel))
-                and hit[3:]
-                == (
-                    file.size,
-                    file.mtime_ns,
-                )
-            ):
+            elif row is None and (hit := cached.get(file.rel)) and _same_stat(*hit[3:], file):
                 reason = cast(SkipReason, hit[1])
-                skips.append(Skip(file.rel, reason, hit[2], file.size, file.mtime_ns))
+                skips.append(Skip(file.rel, reason, hit[2], hit[3], hit[4]))
             else:
                 todo.append(file)
         progress.start("scan", len(todo))
@@ -119,6 +102,11 @@ def scan_sources(
     summary.skipped = len(summary.skips)
 
 
+def _same_stat(size: int | None, mtime_ns: int | None, file: Candidate) -> bool:
+    """The recorded stat matches, and can be trusted (mtime 0 marks one that cannot)."""
+    return bool(mtime_ns) and (size, mtime_ns) == (file.size, file.mtime_ns)
+
+
 def _skip_row(skip: Skip) -> dict[str, Any]:
     return {
         "path": skip.rel,
@@ -142,17 +130,17 @@ def _index_file(
     The stat recorded is the one taken before reading: if the file changes after that, the
     next run sees a different stat and looks again.
     """
+    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0  # 0: check again next time
     try:
         data = file.path.read_bytes()
     except OSError as error:
         return Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
     if len(data) > settings.max_file_bytes:
         detail = f"{len(data)} bytes > {settings.max_file_bytes}"
-        return Skip(file.rel, "too-large", detail, file.size, file.mtime_ns)
+        return Skip(file.rel, "too-large", detail, file.size, mtime)
     doc = read_document(data)
     if isinstance(doc, Unreadable):
-        return Skip(file.rel, doc.reason, doc.detail, file.size, file.mtime_ns)
-    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0
+        return Skip(file.rel, doc.reason, doc.detail, file.size, mtime)
     if row is not None and row.sha256 == doc.sha256:
         store.touch_file(file.rel, file.size, mtime)
         return "unchanged"
@@ -174,7 +162,7 @@ def _index_file(
             "end_line": c.end_line,
             "start_byte": c.start_byte,
             "end_byte": c.end_byte,
-            "heading": " > ".join(c.heading),
+            "heading": heading_text(c.heading),
             "text": c.text,
             "tokens": c.tokens,
         }

@@ -61,6 +61,15 @@ class VectorIndex:
     def nprobe(self) -> int:
         return int(self.index.nprobe) if self.kind == "ivf" else 0
 
+    def describe(self) -> dict[str, Any]:
+        """Kind and size, for `tpsearch status`."""
+        return {
+            "kind": self.kind,
+            "vectors": self.ntotal,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+        }
+
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
         import faiss
