@@ -121,6 +121,11 @@ def test_fusion_rewards_agreement() -> None:
     assert fuse([[7], [7]]) == [(7, 1.0)]
 
 
+def test_fusion_does_not_punish_what_a_ranking_could_not_rank() -> None:
+    assert dict(fuse([[5], [9]]))[5] == 0.5  # found by one ranking only
+    assert dict(fuse([[5], [9]], [set(), {5}]))[5] == 1.0  # 5 has no vector: first where it can be
+
+
 def test_query_terms_and_fts_expression() -> None:
     assert query_terms("How do I install the CLI?") == ["install", "cli"]
     assert query_terms("to be or not") == ["not"]
@@ -133,3 +138,18 @@ def test_snippet_windows_on_the_densest_part() -> None:
     snippet, spans = make_snippet(text, ["deploy", "docker"])
     assert "deploy step uses docker" in snippet and len(snippet) <= 225
     assert {snippet[a:b] for a, b in spans} == {"deploy", "docker"}
+
+
+def test_chunks_waiting_for_vectors_are_still_found_and_counted(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path)
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(ENCODER))
+        (docs / "late.md").write_text("# Late\n\nA page about sourdough baking.\n")
+        with pytest.raises(Exception, match="keywords only"):
+            col.index(encoder_factory=failing_to_load)
+        result = col.query("sourdough baking", encoder_factory=using(ENCODER))
+    assert result.used == "hybrid" and result.hits[0].path == "docs/late.md"
+    assert result.notices == [
+        "1 of 4 chunks have no vector yet and are found by keywords only: run `tpsearch index` "
+        "to embed them"
+    ]

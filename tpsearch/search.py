@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 
@@ -117,14 +117,22 @@ def make_snippet(
     return snippet, spans
 
 
-def fuse(rankings: Sequence[Sequence[int]]) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion, scaled to 1.0 for first place in every ranking."""
+def fuse(
+    rankings: Sequence[Sequence[int]], unrankable: Sequence[set[int]] | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion, scaled to 1.0 for first place in every ranking.
+
+    `unrankable[j]` holds chunks ranking j could not rank (chunks without a vector, for the
+    vector ranking): their absence says nothing, so each chunk's score is scaled by the
+    rankings that could have ranked it, not by all of them.
+    """
     scores: dict[int, float] = defaultdict(float)
     for ranking in rankings:
         for rank, chunk_id in enumerate(ranking):
             scores[chunk_id] += 1.0 / (RRF_K + rank + 1)
-    best = len(rankings) / (RRF_K + 1)
-    return sorted(((i, s / best) for i, s in scores.items()), key=lambda x: (-x[1], x[0]))
+    blind = unrankable or [set() for _ in rankings]
+    fused = [(i, s * (RRF_K + 1) / sum(i not in ids for ids in blind)) for i, s in scores.items()]
+    return sorted(fused, key=lambda x: (-x[1], x[0]))
 
 
 def run_query(
@@ -146,7 +154,7 @@ def run_query(
     if not text.strip():
         raise ConfigError("the query is empty: give some words to search for")
     notices: list[str] = []
-    used: Mode = mode  # type: ignore[assignment]
+    used = cast(Mode, mode)
     vector = None
     if mode != "lexical":
         vector, why = _query_vector(col, text, overrides, encoder_factory)
@@ -161,7 +169,9 @@ def run_query(
         lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
         semantic = _semantic(col, vector, pool, file_ids) if vector is not None else []
         if used == "hybrid":
-            ranked = fuse([[i for i, _ in lexical], [i for i, _ in semantic]])
+            keyword_ids = [i for i, _ in lexical]
+            unembedded = store.without_vectors(keyword_ids)
+            ranked = fuse([keyword_ids, [i for i, _ in semantic]], [set(), unembedded])
         else:
             ranked = semantic if used == "semantic" else lexical
         if min_score is not None:
@@ -169,9 +179,10 @@ def run_query(
         rows = store.chunk_rows([i for i, _ in ranked])
         counts = store.counts()
     if used != "lexical" and counts["pending"]:
+        found = "by keywords only" if used == "hybrid" else "only in lexical or hybrid mode"
         notices.append(
             f"{counts['pending']} of {counts['chunks']} chunks have no vector yet and are found "
-            "by keywords only: run `tpsearch index` to embed them"
+            f"{found}: run `tpsearch index` to embed them"
         )
     hits: list[Hit] = []
     seen_paths: set[str] = set()
@@ -196,7 +207,7 @@ def run_query(
         )
         if len(hits) == k:
             break
-    return QueryResult(text, mode, used, hits, notices)  # type: ignore[arg-type]
+    return QueryResult(text, cast(Mode, mode), used, hits, notices)
 
 
 def _query_vector(

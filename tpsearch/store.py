@@ -288,6 +288,14 @@ class Store:
         rows = self.db.conn.execute("SELECT chunk_id FROM vectors ORDER BY chunk_id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def without_vectors(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that have no vector (pending)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT chunk_id FROM vectors WHERE chunk_id IN ({marks})"
+        return set(ids) - {row[0] for row in self.db.conn.execute(sql, list(ids))}
+
     def has_vectors(self) -> bool:
         return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM vectors)").fetchone()[0])
 
