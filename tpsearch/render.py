@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from tpsearch.search import Hit, QueryResult
 
 
-def display_path(root: Path, rel: str, cwd: Path) -> str:
-    """A stored path as the user should see it: relative to cwd when below it, else absolute."""
+def where(root: Path, rel: str, cwd: Path) -> tuple[Path, str]:
+    """A stored path: absolute, and as shown (relative to cwd when below it, else absolute)."""
     absolute = Path(os.path.normpath(root / rel))
     try:
-        return absolute.relative_to(cwd).as_posix()
+        return absolute, absolute.relative_to(cwd).as_posix()
     except ValueError:
-        return str(absolute)
+        return absolute, str(absolute)
 
 
 def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:
@@ -58,8 +58,7 @@ def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:
 
 def render_hits(console: Console, result: QueryResult, root: Path, cwd: Path, files: bool) -> None:
     for hit in result.hits:
-        shown = display_path(root, hit.path, cwd)
-        link = Path(os.path.normpath(root / hit.path))
+        link, shown = where(root, hit.path, cwd)
         if files:
             console.print(Text(shown, style=Style(link=link.as_uri())), highlight=False)
             continue
@@ -68,7 +67,7 @@ def render_hits(console: Console, result: QueryResult, root: Path, cwd: Path, fi
 
 
 def hits_json(result: QueryResult, root: Path, cwd: Path, lines: bool) -> str:
-    records = [h.to_dict(display_path(root, h.path, cwd)) for h in result.hits]
+    records = [h.to_dict(where(root, h.path, cwd)[1]) for h in result.hits]
     if lines:
         return "\n".join(json.dumps(r, ensure_ascii=False) for r in records)
     return json.dumps(records, ensure_ascii=False, indent=2)

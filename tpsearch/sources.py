@@ -13,7 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tpsearch.errors import ConfigError
@@ -119,7 +119,7 @@ def parse_size(text: str) -> int:
 
 def relative_to_root(path: Path, root: Path) -> str:
     """`path` relative to `root`, "/"-separated; may start with '..' for a path outside it."""
-    return PurePosixPath(Path(os.path.relpath(path, root)).as_posix()).as_posix()
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def is_under(rel: str, source_rel: str) -> bool:
