@@ -6,6 +6,7 @@ No file walking, SQL or torch here. Library errors (`TpsearchError`) are caught 
 
 from __future__ import annotations
 
+import contextlib
 import inspect as _inspect
 import os
 import warnings
@@ -129,19 +130,176 @@ def encoder_overrides(
     return {k: v for k, v in locals().items() if v is not None}
 
 
+# --- collections: index, query, status ------------------------------------------------------
+
+IndexDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        envvar="TPSEARCH_INDEX",
+        help="The collection folder (default: the nearest .tpsearch/ here or above).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("index")
+def index_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders to index (default: the ones indexed before, else the "
+            "folder holding the collection).",
+            show_default=False,
+        ),
+    ] = None,
+    index_dir: IndexDirOpt = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Only files matching this gitignore-style pattern (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Also skip files matching this gitignore-style pattern (repeatable)."),
+    ] = None,
+    max_file_size: Annotated[
+        str | None, typer.Option(help="Skip larger files: 500k, 2M, ... (default 1M).")
+    ] = None,
+    reembed: Annotated[
+        bool, typer.Option("--reembed", help="Drop every vector and embed all chunks again.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass of the model.")] = 32,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp: TpOpt = None,
+    tp_start: TpStartOpt = None,
+    tp_end: TpEndOpt = None,
+    exit_layer: ExitOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Index files: only what changed since the last run is read, chunked and embedded."""
+    from tpsearch.collection import Collection
+    from tpsearch.render import RichProgress, render_notice, render_summary
+    from tpsearch.sources import parse_size
+
+    overrides = model_overrides(locals())
+    limit = parse_size(max_file_size) if max_file_size else None
+    progress = RichProgress(stderr) if not quiet and stderr.is_terminal else None
+    with Collection.locate(Path.cwd(), index_dir, create=True) as collection:
+        try:
+            with progress or contextlib.nullcontext():
+                summary = collection.index(
+                    paths,
+                    include=include or None,
+                    exclude=exclude or None,
+                    max_file_bytes=limit,
+                    overrides=overrides,
+                    reembed=reembed,
+                    progress=progress,
+                    batch_size=batch_size,
+                )
+        except KeyboardInterrupt:
+            message = "interrupted; the work committed so far is kept: run `tpsearch index` again"
+            render_notice(stderr, message)
+            raise SystemExit(130) from None
+    for notice in summary.notices:
+        render_notice(stderr, notice)
+    render_summary(stdout, summary, verbose)
+
+
+@app.command("query")
+def query_command(
+    text: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="hybrid (keywords and vectors, fused), semantic or lexical.")
+    ] = "hybrid",
+    path: Annotated[
+        str | None,
+        typer.Option(help="Only files matching this gitignore-style pattern, e.g. 'docs/*.md'."),
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option(help="Drop results scoring below this (the mode's score).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Results as one JSON array.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    files: Annotated[
+        bool, typer.Option("--files", help="Only the matching files, best first, once each.")
+    ] = False,
+    index_dir: IndexDirOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
+    from tpsearch.collection import Collection
+    from tpsearch.render import hits_json, render_hits, render_notice
+
+    if as_json and as_jsonl:
+        raise ConfigError("choose one of --json and --jsonl")
+    cwd = Path.cwd()
+    with Collection.locate(cwd, index_dir) as collection:
+        result = collection.query(
+            text,
+            k=k,
+            mode=mode,
+            path=path,
+            min_score=min_score,
+            files=files,
+            overrides=encoder_overrides(device=device),
+        )
+        root = collection.root
+    for notice in result.notices:
+        render_notice(stderr, notice)
+    if as_json or as_jsonl:
+        if result.hits or as_json:
+            typer.echo(hits_json(result, root, cwd, lines=as_jsonl))
+    else:
+        render_hits(stdout, result, root, cwd, files)
+    raise typer.Exit(0 if result.hits else 1)
+
+
+@app.command("status")
+def status_command(
+    index_dir: IndexDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also verify every invariant (reads everything).")
+    ] = False,
+) -> None:
+    """What the collection holds: files, chunks, pending vectors, skips, model, sizes."""
+    from tpsearch.collection import Collection
+    from tpsearch.render import render_status, status_json
+
+    with Collection.locate(Path.cwd(), index_dir) as collection:
+        status = collection.status(check=check)
+    if as_json:
+        typer.echo(status_json(status))
+    else:
+        render_status(stdout, status)
+
+
 def config_dir() -> Path:
     """Where tpsearch keeps per-user state such as calibrations (TPSEARCH_HOME overrides)."""
     home = os.environ.get("TPSEARCH_HOME")
     return Path(home).expanduser() if home else Path(typer.get_app_dir("tpsearch"))
 
 
-def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
-    """Defaults < saved calibration < environment < flags, from a command's model options."""
+def model_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The model options a command was given (flags or env), and where calibrations live."""
     names = _inspect.signature(encoder_overrides).parameters
     given = encoder_overrides(**{name: options.get(name) for name in names})
-    return EncoderSettings(calibration_file=config_dir() / "calibrations.json").with_overrides(
-        **given
-    )
+    return {**given, "calibration_file": config_dir() / "calibrations.json"}
+
+
+def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
+    """Defaults < saved calibration < environment < flags, from a command's model options."""
+    return EncoderSettings().with_overrides(**model_overrides(options))
 
 
 def load_encoder(settings: EncoderSettings) -> TPEncoder:

@@ -1,0 +1,97 @@
+"""Run `Collection.index` in this process and SIGKILL it at a chosen point (for test_crash.py).
+
+    python tests/crash_driver.py ROOT POINT [DELAY]
+
+POINT is where the process kills itself, with no chance to clean up:
+  scan:N          after the N-th changed file is committed
+  file-txn:N      inside the N-th file's transaction (old chunks deleted, new ones not written)
+  encode:N        while the N-th group of chunks is being encoded (nothing of it committed)
+  embed:N         right after the N-th group of vectors is committed
+  faiss-write     with the new FAISS file written to its temporary name, not yet renamed
+  faiss-renamed   right after the rename, before anything else
+  none            not at all (the run completes)
+DELAY (seconds, default 0) slows each encode call, for the parent to kill at random times.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tests.fakes import HashingEncoder
+from tpsearch.collection import Collection
+from tpsearch.store import Store
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main(root: Path, point: str, delay: float) -> None:
+    kind, _, count = point.partition(":")
+    target = int(count or 0)
+
+    class Encoder(HashingEncoder):
+        def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+            time.sleep(delay)
+            if kind == "encode" and self.calls + 1 == target:
+                die()
+            return super().encode(texts, batch_size)
+
+    class Progress:
+        def __init__(self) -> None:
+            self.seen = {"scan": 0, "embed": 0}
+
+        def start(self, phase: str, total: int | None) -> None:
+            pass
+
+        def advance(self, phase: str, amount: int = 1) -> None:
+            if phase in self.seen:
+                self.seen[phase] += 1
+                if kind == phase and self.seen[phase] == target:
+                    die()
+
+        def finish(self, phase: str) -> None:
+            pass
+
+    if kind == "file-txn":
+        real_insert = Store.replace_file
+        calls = [0]
+
+        def replace_file(self, file, chunks):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if calls[0] != target:
+                return real_insert(self, file, chunks)
+            with self.db.atomic():
+                self.db.execute("DELETE FROM files WHERE path = ?", [file["path"]])
+                self.db.table("files").insert(file)
+                die()
+
+        Store.replace_file = replace_file  # type: ignore[method-assign]
+    if kind in ("faiss-write", "faiss-renamed"):
+        import tpsearch.vectors as vectors
+
+        real_replace = os.replace
+
+        def replace(src, dst):  # type: ignore[no-untyped-def]
+            if kind == "faiss-write":
+                die()
+            real_replace(src, dst)
+            die()
+
+        vectors.os.replace = replace  # type: ignore[attr-defined]
+
+    encoder = Encoder()
+    with Collection.locate(root) as col:
+        col.index(encoder_factory=lambda settings: encoder, progress=Progress(), batch_size=1)
+    print("completed")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)

@@ -1,0 +1,302 @@
+"""Indexing a folder: what a first run, a re-run, a change, a deletion and a failure leave."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.corpus import API, FILES, FlakyEncoder, edit, failing_to_load, using, write_corpus
+from tests.fakes import HashingEncoder
+from tpsearch.collection import Collection, find_index_dir
+from tpsearch.embedding import EncodingError
+from tpsearch.errors import CollectionError, ModelLoadError
+from tpsearch.locking import WriterLock
+from tpsearch.vectors import VectorIndex
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path)
+
+
+@pytest.fixture
+def col(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with Collection.locate(tmp_path, create=True) as opened:
+        yield opened
+
+
+def chunk_ids(col: Collection) -> list[int]:
+    return [r[0] for r in col.store.query("SELECT id FROM chunks ORDER BY id")]
+
+
+def saved_ids(col: Collection) -> list[int]:
+    saved = VectorIndex.load(col.vectors_path())
+    assert saved is not None, "no saved vector index"
+    return saved.ids().tolist()
+
+
+def lexical_paths(col: Collection, text: str) -> set[str]:
+    return {h.path for h in col.query(text, mode="lexical").hits}
+
+
+def test_first_run_indexes_every_text_file(col: Collection, docs: Path) -> None:
+    encoder = HashingEncoder()
+    summary = col.index([docs], encoder_factory=using(encoder))
+    assert (summary.new, summary.updated, summary.unchanged, summary.removed) == (3, 0, 0, 0)
+    assert {s.rel: s.reason for s in summary.skips} == {
+        "docs/.draft.md": "hidden",
+        "docs/logo.png": "binary",
+    }
+    assert summary.line().startswith("3 new, 0 updated, 0 unchanged, 0 removed, 2 skipped")
+    assert summary.pending == 0 and summary.embedded == len(chunk_ids(col)) == 3
+    assert saved_ids(col) == chunk_ids(col)
+    assert col.problems() == []
+
+
+def test_a_rerun_without_changes_reads_nothing_and_loads_no_model(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    reads: list[bytes] = []
+    import tpsearch.scanning as scanning
+
+    real = scanning.read_document
+    monkeypatch.setattr(scanning, "read_document", lambda data: reads.append(data) or real(data))
+    summary = col.index(encoder_factory=failing_to_load)  # remembered sources; model unneeded
+    assert summary.line().startswith("0 new, 0 updated, 3 unchanged, 0 removed, 2 skipped")
+    assert reads == [] and summary.embedded == 0
+
+
+def test_a_file_written_just_now_is_hashed_again_not_trusted(col: Collection, docs: Path) -> None:
+    fresh = docs / "fresh.md"
+    fresh.write_text("# Fresh\n\nWritten a moment ago.\n", encoding="utf-8")
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    row = col.store.files()["docs/fresh.md"]
+    assert row.mtime_ns == 0  # same-tick edits could hide behind an equal stat
+    encoder = HashingEncoder()
+    summary = col.index(encoder_factory=using(encoder))
+    assert summary.unchanged == 4 and encoder.texts_encoded == 0
+
+
+def test_a_changed_file_is_rechunked_and_only_it_is_embedded(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    before = set(chunk_ids(col))
+    edit(docs / "api.md", API.replace("bearer tokens", "signed cookies"))
+    encoder = HashingEncoder()
+    summary = col.index(encoder_factory=using(encoder))
+    assert (summary.new, summary.updated, summary.unchanged) == (0, 1, 2)
+    new_ids = set(chunk_ids(col)) - before
+    assert encoder.texts_encoded == len(new_ids) == summary.chunks_written
+    assert lexical_paths(col, "cookies") == {"docs/api.md"}
+    assert lexical_paths(col, "bearer") == set()
+    assert saved_ids(col) == chunk_ids(col)
+
+
+def test_a_new_mtime_with_the_same_content_is_unchanged(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    edit(docs / "api.md", API)
+    encoder = HashingEncoder()
+    summary = col.index(encoder_factory=using(encoder))
+    assert summary.unchanged == 3 and encoder.texts_encoded == 0
+
+
+def test_a_deleted_file_leaves_sqlite_fts_and_faiss(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    (docs / "api.md").unlink()
+    summary = col.index(encoder_factory=using(HashingEncoder()))
+    assert summary.removed == 1
+    assert "docs/api.md" not in col.store.files()
+    assert lexical_paths(col, "endpoints") == set()
+    assert saved_ids(col) == chunk_ids(col)
+    semantic = col.query(
+        "endpoints items", mode="semantic", encoder_factory=using(HashingEncoder())
+    )
+    assert "docs/api.md" not in {h.path for h in semantic.hits}
+
+
+def test_a_file_that_turns_binary_is_removed_and_skipped(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    (docs / "notes.txt").write_bytes(b"\x00\x01binary now")
+    summary = col.index(encoder_factory=using(HashingEncoder()))
+    assert summary.removed == 1
+    assert ("docs/notes.txt", "binary") in {(s.rel, s.reason) for s in summary.skips}
+    assert col.status().skipped == {"binary": 2, "hidden": 1}
+
+
+def test_a_bare_run_rescans_the_remembered_folders(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    edit(docs / "more.md", "# More\n\nA brand new page about gardening.\n")
+    summary = col.index(encoder_factory=using(HashingEncoder()))
+    assert summary.new == 1 and lexical_paths(col, "gardening") == {"docs/more.md"}
+    assert col.status().sources == ["docs"]
+
+
+def test_a_remembered_folder_that_vanished_takes_its_files_along(
+    col: Collection, docs: Path
+) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    shutil.rmtree(docs)
+    summary = col.index(encoder_factory=using(HashingEncoder()))
+    assert summary.removed == 3 and col.store.counts()["chunks"] == 0
+    assert any("no longer exists" in notice for notice in summary.notices)
+
+
+def test_changing_a_vector_setting_is_refused_and_offers_reembed(
+    col: Collection, docs: Path
+) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    before = chunk_ids(col)
+    with pytest.raises(CollectionError, match=r"pooling: 'last' -> 'mean'.*--reembed"):
+        col.index(overrides={"pooling": "mean"}, encoder_factory=using(HashingEncoder()))
+    assert chunk_ids(col) == before  # nothing touched
+    summary = col.index(overrides={"device": "cpu"}, encoder_factory=using(HashingEncoder()))
+    assert summary.unchanged == 3  # the device changes speed, not vectors
+
+
+def test_reembed_replaces_every_vector_under_a_new_file(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    assert col.vectors_path(1).exists()
+    encoder = HashingEncoder(dim=32, model_id="test/other")
+    summary = col.index(overrides={"pooling": "mean"}, reembed=True, encoder_factory=using(encoder))
+    assert summary.updated == 3  # the chunk budget follows the pooling: re-chunked
+    assert encoder.texts_encoded == len(chunk_ids(col)) and summary.pending == 0
+    assert not col.vectors_path(1).exists() and saved_ids(col) == chunk_ids(col)
+    assert col.status().model_id == "test/other"
+    again = col.index(encoder_factory=using(encoder))  # stored settings now say mean
+    assert again.unchanged == 3
+
+
+def test_a_model_giving_other_vectors_is_refused(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    edit(docs / "api.md", API + "\nOne more line.\n")
+    with pytest.raises(CollectionError, match="fingerprint"):
+        col.index(encoder_factory=using(HashingEncoder(dim=32, model_id="test/changed")))
+    dims = col.store.query("SELECT DISTINCT length(vector) FROM vectors")
+    assert dims == [(4 * 64,)]  # no vector of the other model slipped in
+
+
+def test_resolved_settings_are_stored_for_the_next_run(col: Collection, docs: Path) -> None:
+    class Resolving(HashingEncoder):
+        resolved_settings = col.wanted_settings({}, False).with_overrides(tp_start=1, tp_end=3)
+
+    col.index([docs], encoder_factory=using(Resolving()))
+    stored = col.stored_settings()
+    assert stored is not None and (stored.tp_start, stored.tp_end) == (1, 3)
+
+
+def test_without_a_model_the_scan_is_kept_and_keywords_work(col: Collection, docs: Path) -> None:
+    with pytest.raises(ModelLoadError, match="keywords only"):
+        col.index([docs], encoder_factory=failing_to_load)
+    counts = col.store.counts()
+    assert counts["files"] == 3 and counts["pending"] == counts["chunks"] > 0
+    result = col.query("firewall port", encoder_factory=failing_to_load)
+    assert result.used == "lexical" and result.hits[0].path == "docs/guide.md"
+    assert "keyword" in result.notices[0]
+    summary = col.index(encoder_factory=using(HashingEncoder()))  # later, the model loads
+    assert summary.embedded == counts["chunks"] and summary.pending == 0
+    assert col.query("firewall port", encoder_factory=using(HashingEncoder())).used == "hybrid"
+
+
+def test_an_encoder_failing_midway_keeps_what_was_committed(col: Collection, docs: Path) -> None:
+    for n in range(20):
+        edit(docs / f"page{n}.md", f"# Page {n}\n\nText of page number {n}.\n")
+    flaky = FlakyEncoder(fail_on_call=2, error=RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        col.index([docs], encoder_factory=using(flaky), batch_size=1)  # groups of 8 chunks
+    counts = col.store.counts()
+    assert 1 <= counts["embedded"] <= 8 < counts["chunks"]  # the first group (<= 8) is kept
+    assert col.store.last_run()["status"] == "failed"  # type: ignore[index]
+    assert col.problems() == []
+    encoder = HashingEncoder()
+    col.index(encoder_factory=using(encoder))
+    assert encoder.texts_encoded == counts["pending"]  # only the rest, nothing twice
+    assert col.store.counts()["pending"] == 0 and saved_ids(col) == chunk_ids(col)
+
+
+def test_non_finite_vectors_are_refused(col: Collection, docs: Path) -> None:
+    class Broken(HashingEncoder):
+        def encode(self, texts, batch_size=32):  # type: ignore[no-untyped-def]
+            return np.full((len(texts), self.dim), np.nan, dtype=np.float32)
+
+    with pytest.raises(EncodingError, match="non-finite"):
+        col.index([docs], encoder_factory=using(Broken()))
+    assert col.store.counts()["embedded"] == 0
+
+
+def test_ctrl_c_keeps_committed_files(col: Collection, docs: Path) -> None:
+    class StopAfterOneFile:
+        def start(self, phase: str, total: int | None) -> None:
+            pass
+
+        def advance(self, phase: str, amount: int = 1) -> None:
+            raise KeyboardInterrupt
+
+        def finish(self, phase: str) -> None:
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        col.index([docs], encoder_factory=using(HashingEncoder()), progress=StopAfterOneFile())
+    assert col.store.counts()["files"] == 1 and col.store.last_run()["status"] == "interrupted"  # type: ignore[index]
+    summary = col.index(encoder_factory=using(HashingEncoder()))
+    assert (summary.new, summary.unchanged) == (2, 1) and summary.pending == 0
+
+
+def test_one_writer_at_a_time(col: Collection, docs: Path) -> None:
+    with WriterLock(col.folder), pytest.raises(CollectionError, match="another tpsearch"):
+        col.index([docs], encoder_factory=using(HashingEncoder()))
+
+
+def test_readers_are_not_blocked_by_a_writer(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    writer = sqlite3.connect(col.store.path)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM chunks")  # uncommitted: readers keep seeing the old state
+    try:
+        with Collection.open(col.folder) as reader:
+            result = reader.query("firewall", encoder_factory=using(HashingEncoder()))
+        assert result.hits and result.hits[0].path == "docs/guide.md"
+    finally:
+        writer.rollback()
+
+
+def test_a_missing_or_corrupt_vector_file_is_rebuilt(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    col.vectors_path(1).write_bytes(b"not a faiss index")
+    with Collection.open(col.folder) as reader:
+        result = reader.query("firewall", mode="semantic", encoder_factory=using(HashingEncoder()))
+        assert result.hits[0].path == "docs/guide.md"
+    col.index(encoder_factory=using(HashingEncoder()))  # the writer notices the damage too
+    assert saved_ids(col) == chunk_ids(col)
+
+
+def test_the_collection_is_found_from_a_subfolder(tmp_path: Path, docs: Path) -> None:
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(HashingEncoder()))
+    assert find_index_dir(docs) == tmp_path / ".tpsearch"
+    with Collection.locate(docs) as found:
+        assert found.root == tmp_path and found.status().files == len(FILES)
+
+
+def test_no_collection_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectionError, match="tpsearch index PATH"):
+        Collection.locate(tmp_path)
+    with pytest.raises(CollectionError, match="no collection in"):
+        Collection.locate(tmp_path, explicit=tmp_path / "elsewhere")
+
+
+def test_status_reports_what_a_user_needs(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    status = col.status(check=True)
+    assert (status.files, status.pending, status.embedded) == (3, 0, status.chunks)
+    assert status.skipped == {"binary": 1, "hidden": 1}
+    assert status.model_id == "test/hashing" and status.fingerprint
+    assert status.encoder["kind"] == "hashing bag of words"
+    assert status.chunker["max_tokens"] == 160
+    assert status.bytes_on_disk["database"] > 0 and status.bytes_on_disk["vectors"] > 0
+    assert status.vector_index == {"kind": "exact", "vectors": 3, "nlist": 0, "nprobe": 0}
+    assert status.last_run["status"] == "completed"  # type: ignore[index]
+    assert status.problems == []

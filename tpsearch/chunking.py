@@ -1,0 +1,394 @@
+"""Split a document into chunks by its structure, within a token budget.
+
+A document becomes a tree of sections (Markdown ATX/setext headings, reStructuredText
+adorned titles; plain text has none), each holding blocks (paragraphs, fenced code) as line
+ranges. A section that fits the budget, subsections included, is one chunk; a larger one packs
+its own blocks greedily, splitting an oversized block by lines and an oversized line by tokens,
+then recurses into its subsections. Consecutive chunks of one section share a few lines.
+
+Tokens are counted approximately, without a tokenizer, so that chunking works while the model
+cannot load: a word costs one token per 4 characters (rounded up) and each punctuation mark
+one, which tends to over-count BPE tokens slightly, the safe side for a prompt length limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import accumulate
+from typing import Literal, get_args
+
+from tpsearch.errors import ConfigError, choice_error
+
+Format = Literal["markdown", "rst", "text"]
+FORMATS: tuple[str, ...] = get_args(Format)
+SUFFIX_FORMATS: dict[str, Format] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".mdx": "markdown",
+    ".mkd": "markdown",
+    ".rst": "rst",
+    ".rest": "rst",
+}
+
+CHUNKER_VERSION = 1  # bump whenever the same settings would cut different chunks
+LAST_POOLING_TOKENS = 160  # last-token pooling is weak on long texts: keep chunks short
+MEAN_POOLING_TOKENS = 384
+PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_length
+
+# One token per started 4 characters of a word (\w{1,4} matches ceil(len / 4) times in a word),
+# one per punctuation mark.
+TOKEN_PIECE = re.compile(r"\w{1,4}|[^\w\s]")
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How documents are cut; part of what a collection's vectors depend on."""
+
+    max_tokens: int = LAST_POOLING_TOKENS  # approximate tokens per chunk, heading path excluded
+    overlap_tokens: int = LAST_POOLING_TOKENS // 8  # lines repeated from the previous chunk
+    version: int = CHUNKER_VERSION
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 8:
+            raise ConfigError(f"chunks need at least 8 tokens, got {self.max_tokens}")
+        if not 0 <= self.overlap_tokens < self.max_tokens:
+            raise ConfigError(
+                f"chunk overlap must be between 0 and {self.max_tokens - 1} tokens, "
+                f"got {self.overlap_tokens}"
+            )
+
+    @classmethod
+    def for_encoder(cls, pooling: str, max_length: int) -> ChunkSettings:
+        """A budget that suits the pooling and fits the encoder's prompt length."""
+        wanted = LAST_POOLING_TOKENS if pooling == "last" else MEAN_POOLING_TOKENS
+        budget = max(8, min(wanted, max_length - PROMPT_ALLOWANCE))
+        return cls(budget, budget // 8)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document: its exact text and where it lies."""
+
+    text: str
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    start_byte: int  # offset in the file's bytes, inclusive
+    end_byte: int  # exclusive: file_bytes[start_byte:end_byte] decodes to `text`
+    heading: tuple[str, ...]  # titles of the enclosing sections, outermost first
+    tokens: int  # approximate
+
+
+def detect_format(name: str) -> Format:
+    dot = name.rfind(".")
+    return SUFFIX_FORMATS.get(name[dot:].lower(), "text") if dot >= 0 else "text"
+
+
+def approx_tokens(text: str) -> int:
+    return len(TOKEN_PIECE.findall(text))
+
+
+def heading_text(heading: tuple[str, ...]) -> str:
+    return " > ".join(heading)
+
+
+def embedding_text(heading: str, text: str) -> str:
+    """What gets embedded: the heading path gives a chunk the context its text may lack."""
+    return f"{heading}\n\n{text}" if heading else text
+
+
+# --- line classification --------------------------------------------------------------------
+
+BLANK, TEXT, CONT = "blank", "text", "cont"  # CONT: a heading's second or third line
+
+
+@dataclass(frozen=True)
+class _Heading:
+    level: int
+    title: str
+
+
+LineKind = str | _Heading
+
+ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+ATTRIBUTES = re.compile(r"\s*\{[^}]*\}\s*$")  # mkdocs "{ #anchor }" after a title
+RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:._!$%&,/;<>?@\\|])\1{2,}\s*$")
+
+
+def _clean_title(title: str) -> str:
+    return ATTRIBUTES.sub("", title).strip()
+
+
+def _markdown_kinds(lines: list[str]) -> list[LineKind]:
+    kinds: list[LineKind] = [BLANK if not line.strip() else TEXT for line in lines]
+    fence: str | None = None
+    paragraph: int | None = None  # first line of the open paragraph
+    start = 0
+    if lines and lines[0].strip() == "---":  # YAML front matter: text, never headings
+        close = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), 0)
+        start = close + 1 if close else 0
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if fence is not None:
+            kinds[i] = TEXT  # blank lines inside a fence belong to the code block
+            if line.strip().startswith(fence[0] * len(fence)) and not line.strip(fence[0]).strip():
+                fence = None
+            continue
+        if (match := FENCE.match(line)) is not None:
+            fence, paragraph = match.group(1), None
+            continue
+        if kinds[i] == BLANK:
+            paragraph = None
+        elif (match := ATX.match(line)) is not None:
+            kinds[i] = _Heading(len(match.group(1)), _clean_title(match.group(2) or ""))
+            paragraph = None
+        elif paragraph is not None and (match := SETEXT.match(line)) is not None:
+            title = " ".join(lines[j].strip() for j in range(paragraph, i))
+            kinds[paragraph] = _Heading(1 if match.group(1)[0] == "=" else 2, _clean_title(title))
+            for j in range(paragraph + 1, i + 1):
+                kinds[j] = CONT
+            paragraph = None
+        elif paragraph is None:
+            paragraph = i
+    return kinds
+
+
+def _rst_kinds(lines: list[str]) -> list[LineKind]:
+    kinds: list[LineKind] = [BLANK if not line.strip() else TEXT for line in lines]
+    styles: list[tuple[str, bool]] = []  # adornment styles in order of first use = levels
+    i = 0
+    while i < len(lines):
+        title_at, span, style = None, 0, None
+        over = RST_ADORNMENT.match(lines[i])
+        if over and i + 2 < len(lines) and lines[i + 1].strip():
+            under = RST_ADORNMENT.match(lines[i + 2])
+            if under and under.group(1) == over.group(1):
+                title_at, span, style = i + 1, 3, (over.group(1), True)
+        if style is None and kinds[i] == TEXT and i + 1 < len(lines):
+            under = RST_ADORNMENT.match(lines[i + 1])
+            starts_block = i == 0 or kinds[i - 1] == BLANK
+            plain = not lines[i][0].isspace() and not RST_ADORNMENT.match(lines[i])
+            if under and starts_block and plain:
+                title_at, span, style = i, 2, (under.group(1), False)
+        if style is None or title_at is None:
+            i += 1
+            continue
+        if style not in styles:
+            styles.append(style)
+        kinds[i] = _Heading(styles.index(style) + 1, lines[title_at].strip())
+        for j in range(i + 1, i + span):
+            kinds[j] = CONT
+        i += span
+    return kinds
+
+
+def _classify(lines: list[str], fmt: Format) -> list[LineKind]:
+    if fmt == "markdown":
+        return _markdown_kinds(lines)
+    if fmt == "rst":
+        return _rst_kinds(lines)
+    return [BLANK if not line.strip() else TEXT for line in lines]
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Section:
+    title: str | None
+    level: int
+    blocks: list[tuple[int, int, bool]] = field(default_factory=list)  # [a, b) lines, heading?
+    children: list[_Section] = field(default_factory=list)
+
+    def span(self) -> tuple[int, int] | None:
+        first = self.blocks[0][0] if self.blocks else None
+        last = self.blocks[-1][1] if self.blocks else None
+        for child in self.children:
+            child_span = child.span()
+            if child_span is not None:
+                first = child_span[0] if first is None else first
+                last = child_span[1]
+        return None if first is None or last is None else (first, last)
+
+
+def _sections(kinds: list[LineKind]) -> _Section:
+    root = _Section(None, 0)
+    stack = [root]
+    block: list[int] | None = None  # [start, end, is_heading] of the open block
+    for i, kind in enumerate(kinds):
+        if isinstance(kind, _Heading):
+            while stack[-1].level >= kind.level:
+                stack.pop()
+            section = _Section(kind.title, kind.level)
+            stack[-1].children.append(section)
+            stack.append(section)
+            block = [i, i + 1, 1]
+            section.blocks.append((i, i + 1, True))
+        elif kind == CONT and block is not None:
+            block[1] = i + 1
+            stack[-1].blocks[-1] = (block[0], block[1], True)
+        elif kind == BLANK:
+            block = None
+        elif block is not None and not block[2]:
+            block[1] = i + 1
+            stack[-1].blocks[-1] = (block[0], block[1], False)
+        else:
+            block = [i, i + 1, 0]
+            stack[-1].blocks.append((i, i + 1, False))
+    return root
+
+
+# --- packing --------------------------------------------------------------------------------
+
+
+class _Doc:
+    """A document's lines with prefix sums of tokens, and char/byte offsets per line."""
+
+    def __init__(self, text: str, codec: str, bom: int) -> None:
+        self.text = text
+        self.codec = codec
+        self.lines = text.split("\n")
+        self.starts = [0, *accumulate(len(line) + 1 for line in self.lines)]
+        self.line_tokens = [approx_tokens(line) for line in self.lines]
+        self.cum_tokens = [0, *accumulate(self.line_tokens)]
+        newline = len("\n".encode(codec))
+        self.byte_starts = list(
+            accumulate((len(line.encode(codec)) + newline for line in self.lines), initial=bom)
+        )
+
+    def tokens(self, a: int, b: int) -> int:
+        return self.cum_tokens[b] - self.cum_tokens[a]
+
+    def line_end(self, i: int) -> int:
+        return self.starts[i] + len(self.lines[i])
+
+    def byte_at(self, char: int) -> int:
+        i = bisect.bisect_right(self.starts, char) - 1
+        return self.byte_starts[i] + len(self.text[self.starts[i] : char].encode(self.codec))
+
+    def line_of(self, char: int) -> int:
+        return bisect.bisect_right(self.starts, char) - 1
+
+
+@dataclass(frozen=True)
+class _Piece:
+    start: int  # char offsets
+    end: int
+    first_line: int  # 0-based lines it touches
+    last_line: int
+    tokens: int
+    whole_lines: bool
+
+
+def _pieces(doc: _Doc, a: int, b: int, budget: int) -> Iterator[_Piece]:
+    """A block's lines [a, b) as pieces within budget: whole, by lines, or a line by tokens."""
+    if doc.tokens(a, b) <= budget:
+        yield _Piece(doc.starts[a], doc.line_end(b - 1), a, b - 1, doc.tokens(a, b), True)
+        return
+    for i in range(a, b):
+        if doc.line_tokens[i] <= budget:
+            yield _Piece(doc.starts[i], doc.line_end(i), i, i, doc.line_tokens[i], True)
+            continue
+        start, tokens = doc.starts[i], 0
+        for match in TOKEN.finditer(doc.text, doc.starts[i], doc.line_end(i)):
+            cost = approx_tokens(match.group())
+            if tokens + cost > budget and tokens:
+                yield _Piece(start, match.start(), i, i, tokens, False)
+                start, tokens = match.start(), 0
+            tokens += cost
+        yield _Piece(start, doc.line_end(i), i, i, tokens, False)
+
+
+def _chunk(doc: _Doc, start: int, end: int, heading: tuple[str, ...]) -> Chunk | None:
+    """The chunk over chars [start, end), trimmed of surrounding blank space."""
+    raw = doc.text[start:end]
+    if not raw.strip():
+        return None
+    first_visible = start + len(raw) - len(raw.lstrip())
+    start = max(start, doc.starts[doc.line_of(first_visible)])  # keep the first line's indent
+    end -= len(raw) - len(raw.rstrip())
+    text = doc.text[start:end]
+    return Chunk(
+        text=text,
+        start_line=doc.line_of(start) + 1,
+        end_line=doc.line_of(end - 1) + 1,
+        start_byte=doc.byte_at(start),
+        end_byte=doc.byte_at(end),
+        heading=heading,
+        tokens=approx_tokens(text),
+    )
+
+
+def _pack_blocks(
+    doc: _Doc, blocks: list[tuple[int, int, bool]], heading: tuple[str, ...], s: ChunkSettings
+) -> Iterator[Chunk]:
+    start: int | None = None  # char where the open chunk starts
+    end, tokens = 0, 0
+    last: _Piece | None = None
+    for a, b, _ in blocks:
+        for piece in _pieces(doc, a, b, s.max_tokens):
+            if start is not None and tokens + piece.tokens > s.max_tokens:
+                if (chunk := _chunk(doc, start, end, heading)) is not None:
+                    yield chunk
+                start, tokens = _overlap(doc, start, last, piece, s)
+            if start is None:
+                start, tokens = piece.start, 0
+            end, tokens, last = piece.end, tokens + piece.tokens, piece
+    if start is not None and (chunk := _chunk(doc, start, end, heading)) is not None:
+        yield chunk
+
+
+def _overlap(
+    doc: _Doc, start: int, last: _Piece | None, piece: _Piece, s: ChunkSettings
+) -> tuple[int | None, int]:
+    """Where the next chunk starts: the closing lines of the previous one, if they fit."""
+    if last is None or not last.whole_lines or not piece.whole_lines:
+        return None, 0
+    first_line, end = doc.line_of(start), last.last_line + 1
+    line = end
+    while line - 1 > first_line and doc.tokens(line - 1, end) <= s.overlap_tokens:
+        line -= 1
+    tokens = doc.tokens(line, end)
+    if line == end or tokens + piece.tokens > s.max_tokens:
+        return None, 0
+    return doc.starts[line], tokens
+
+
+def _pack(doc: _Doc, section: _Section, path: tuple[str, ...], s: ChunkSettings) -> Iterator[Chunk]:
+    heading = (*path, section.title) if section.title else path
+    if not section.blocks and len(section.children) == 1:  # nothing of its own: its only child
+        yield from _pack(doc, section.children[0], heading, s)  # names the span more precisely
+        return
+    span = section.span()
+    if span is None:
+        return
+    if doc.tokens(*span) <= s.max_tokens:
+        if (
+            chunk := _chunk(doc, doc.starts[span[0]], doc.line_end(span[1] - 1), heading)
+        ) is not None:
+            yield chunk
+        return
+    own = section.blocks
+    if own and not (len(own) == 1 and own[0][2]):  # a lone heading line lives on in the paths
+        yield from _pack_blocks(doc, own, heading, s)
+    for child in section.children:
+        yield from _pack(doc, child, heading, s)
+
+
+def chunk_document(
+    text: str, fmt: Format, settings: ChunkSettings, codec: str = "utf-8", bom: int = 0
+) -> list[Chunk]:
+    """Chunks of `text`, in document order; `codec` and `bom` give the byte offsets."""
+    if fmt not in FORMATS:
+        raise choice_error("document format", fmt, FORMATS)
+    doc = _Doc(text, codec, bom)
+    root = _sections(_classify(doc.lines, fmt))
+    return list(_pack(doc, root, (), settings))

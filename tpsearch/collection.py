@@ -1,0 +1,337 @@
+"""A collection: one folder (`.tpsearch/`) holding a SQLite database and a FAISS file.
+
+`Collection` is the Python API behind `tpsearch index`, `query` and `status`:
+
+    from tpsearch.collection import Collection
+    with Collection.locate(Path.cwd(), create=True) as col:
+        print(col.index(["docs"]).line())
+        for hit in col.query("how do I declare a path parameter?").hits:
+            print(hit.path, hit.start_line, hit.score)
+
+Indexing and querying live in `indexing.py` and `search.py`; this module finds the folder,
+holds the open database, the loaded encoder and the in-memory vector index between calls, and
+decides which encoder settings apply (stored ones, unless flags change them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from tpsearch.config import EncoderSettings
+from tpsearch.encoder import Encoder, fingerprint_of
+from tpsearch.errors import CollectionError, ModelLoadError
+from tpsearch.store import DB_NAME, Store
+from tpsearch.vectors import VectorIndex, VectorPolicy, sync
+
+if TYPE_CHECKING:
+    from tpsearch.indexing import IndexSummary, Progress
+    from tpsearch.search import QueryResult
+
+INDEX_DIR_NAME = ".tpsearch"
+EncoderFactory = Callable[[EncoderSettings], Encoder]
+# Settings that change how fast vectors come, not what they are: free to differ between runs,
+# and not stored (a collection indexed on a GPU can be queried on a laptop).
+RUNTIME_FIELDS = frozenset({"device", "prefix_cache", "padding_side", "calibration_file"})
+
+
+def default_encoder_factory(settings: EncoderSettings) -> Encoder:
+    """The Token Prepending encoder; its import and model load both count as loading."""
+    try:
+        from tpsearch.token_prepending import TPEncoder
+    except ImportError as error:
+        raise ModelLoadError(f"the embedding engine cannot be imported: {error}") from None
+    encoder: Encoder = TPEncoder(settings)
+    return encoder
+
+
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    """Which file, and which version of it (mtime, size); None when there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return path.name, info.st_mtime_ns, info.st_size
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def find_index_dir(start: Path) -> Path | None:
+    """The nearest `.tpsearch/` folder in `start` or a parent (the way git finds `.git`)."""
+    for folder in (start, *start.parents):
+        if (folder / INDEX_DIR_NAME).is_dir():
+            return folder / INDEX_DIR_NAME
+    return None
+
+
+def storable(settings: EncoderSettings) -> dict[str, Any]:
+    """The settings to keep with the vectors: everything but the runtime-only fields."""
+    defaults = EncoderSettings()
+    keep = {name: getattr(defaults, name) for name in RUNTIME_FIELDS}
+    return dataclasses.replace(settings, **keep).to_dict()
+
+
+def changed_fields(stored: EncoderSettings, wanted: EncoderSettings) -> list[str]:
+    """'name: old -> new' for every setting that changes vectors."""
+    return [
+        f"{f.name}: {getattr(stored, f.name)!r} -> {getattr(wanted, f.name)!r}"
+        for f in dataclasses.fields(EncoderSettings)
+        if f.name not in RUNTIME_FIELDS and getattr(stored, f.name) != getattr(wanted, f.name)
+    ]
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    folder: Path
+    root: Path
+    files: int
+    chunks: int
+    embedded: int
+    pending: int
+    skipped: dict[str, int]  # reason -> count
+    model_id: str | None
+    fingerprint: str | None  # of the vectors: encoder settings and chunker settings
+    encoder: dict[str, Any]  # the encoder's settings, as it describes them
+    chunker: dict[str, Any]
+    sources: list[str]
+    bytes_on_disk: dict[str, int]  # database (with its WAL) and vector index
+    vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
+    last_run: dict[str, Any] | None
+    problems: list[str] | None  # None: not checked
+
+
+class Collection:
+    """An open collection. Use as a context manager, or call `close()`."""
+
+    def __init__(self, folder: Path, store: Store) -> None:
+        self.folder = folder
+        self.root = folder.parent  # file paths are stored relative to this
+        self.store = store
+        self.policy = VectorPolicy()
+        self._encoder: tuple[tuple[EncoderFactory, str], Encoder] | None = None
+        self._vectors: VectorIndex | None = None
+        self._vectors_stamp: tuple[str, int, int] | None = None  # the file it was loaded from
+        self._vectors_unsaved = False  # differs from that file
+        self._vectors_synced: tuple[int, int] | None = None  # database version at the last sync
+
+    # --- finding and opening -----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, folder: Path, write: bool = False) -> Collection:
+        folder = Path(os.path.abspath(folder))
+        if write:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not (folder / DB_NAME).is_file():
+            raise CollectionError(
+                f"no collection in {folder}: run `tpsearch index PATH` there to create one"
+            )
+        return cls(folder, Store.open(folder / DB_NAME, write=write))
+
+    @classmethod
+    def locate(cls, cwd: Path, explicit: Path | None = None, create: bool = False) -> Collection:
+        """`explicit` if given, else the nearest `.tpsearch/` above `cwd`, else (create) a new
+        `cwd/.tpsearch/`."""
+        if explicit is not None:
+            return cls.open(explicit if explicit.is_absolute() else cwd / explicit, write=create)
+        found = find_index_dir(cwd)
+        if found is not None:
+            return cls.open(found, write=create)
+        if create:
+            return cls.open(cwd / INDEX_DIR_NAME, write=True)
+        raise CollectionError(
+            f"no collection: no {INDEX_DIR_NAME}/ folder in {cwd} or any folder above it. Run "
+            "`tpsearch index PATH` to create one, or pass --index DIR (or set TPSEARCH_INDEX)"
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the three jobs ----------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Sequence[Path | str] | None = None,
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        max_file_bytes: int | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        encoder_factory: EncoderFactory | None = None,
+        reembed: bool = False,
+        progress: Progress | None = None,
+        batch_size: int = 32,
+    ) -> IndexSummary:
+        """Bring the collection up to date with `paths` (default: the paths indexed before).
+
+        Scans, chunks and commits every changed file (so lexical search works whatever
+        happens next), then embeds pending chunks, then brings the vector index up to date.
+        Raises `ModelLoadError` after committing the scan if the model cannot load.
+        """
+        from tpsearch.indexing import ScanOverrides, run_index
+
+        scan = ScanOverrides(include, exclude, max_file_bytes)
+        return run_index(
+            self,
+            [Path(p) for p in paths] if paths else None,
+            scan=scan,
+            overrides=dict(overrides or {}),
+            encoder_factory=encoder_factory or default_encoder_factory,
+            reembed=reembed,
+            progress=progress,
+            batch_size=batch_size,
+        )
+
+    def query(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        mode: str = "hybrid",
+        path: str | None = None,
+        min_score: float | None = None,
+        files: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+        encoder_factory: EncoderFactory | None = None,
+    ) -> QueryResult:
+        """The best chunks (or files) for `text`; see `search.run_query`."""
+        from tpsearch.search import run_query
+
+        return run_query(
+            self,
+            text,
+            k=k,
+            mode=mode,
+            path=path,
+            min_score=min_score,
+            files=files,
+            overrides=dict(overrides or {}),
+            encoder_factory=encoder_factory or default_encoder_factory,
+        )
+
+    def status(self, check: bool = False) -> CollectionStatus:
+        """What the collection holds; `check` also verifies every invariant (reads it all)."""
+        store = self.store
+        with store.snapshot():
+            skipped: dict[str, int] = {}
+            for _, reason, *_ in store.skipped():
+                skipped[reason] = skipped.get(reason, 0) + 1
+            encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
+            vectors = self.vectors_path()
+            return CollectionStatus(
+                folder=self.folder,
+                root=self.root,
+                skipped=skipped,
+                model_id=store.get_meta("model_id"),
+                fingerprint=fingerprint_of({"encoder": encoder_fp, "chunker": chunker})
+                if encoder_fp
+                else None,
+                encoder=store.get_meta("encoder", {}),
+                chunker=chunker,
+                sources=store.get_meta("sources", []),
+                bytes_on_disk={
+                    "database": _size(store.path) + _size(store.path.with_name(DB_NAME + "-wal")),
+                    "vectors": _size(vectors),
+                },
+                vector_index=store.get_meta("vector_index") if vectors.exists() else None,
+                last_run=store.last_run(),
+                problems=self.problems() if check else None,
+                **store.counts(),
+            )
+
+    # --- settings ----------------------------------------------------------------------------
+
+    def stored_settings(self) -> EncoderSettings | None:
+        data = self.store.get_meta("encoder_settings")
+        return EncoderSettings.from_dict(data) if data else None
+
+    def wanted_settings(self, overrides: Mapping[str, Any], reembed: bool) -> EncoderSettings:
+        """Stored settings with `overrides` applied, refusing a change that would mix vectors."""
+        stored = self.stored_settings()
+        wanted = (stored or EncoderSettings()).with_overrides(**overrides)
+        if stored is not None and not reembed and self.store.counts()["embedded"]:
+            changes = changed_fields(stored, wanted)
+            if changes:
+                raise CollectionError(
+                    "this collection's vectors were made with other settings ("
+                    + "; ".join(changes)
+                    + "): run `tpsearch index --reembed` with these settings to re-embed every "
+                    "chunk, or leave the flags out to keep the current ones"
+                )
+        return wanted
+
+    def encoder(self, settings: EncoderSettings, factory: EncoderFactory) -> Encoder:
+        """The encoder for `settings`, loaded once per collection object."""
+        key = (factory, fingerprint_of(settings.to_dict()))
+        if self._encoder is None or self._encoder[0] != key:
+            self._encoder = (key, factory(settings))
+        return self._encoder[1]
+
+    # --- vectors -----------------------------------------------------------------------------
+
+    def vectors_epoch(self) -> int:
+        """Bumped by --reembed, so that each generation of vectors has its own FAISS file."""
+        return int(self.store.get_meta("vectors_epoch", 1))
+
+    def vectors_path(self, epoch: int | None = None) -> Path:
+        return self.folder / f"vectors-{self.vectors_epoch() if epoch is None else epoch}.faiss"
+
+    def vector_index(self, dim: int) -> VectorIndex:
+        """The vector index in step with SQLite (call inside a snapshot).
+
+        Loaded from the saved file, and loaded again whenever that file changes on disk (a
+        writer saved a newer one, or it was damaged); topped up or rebuilt in memory when it
+        lags behind SQLite (after a crash, or while a writer is busy).
+        """
+        path = self.vectors_path()
+        stamp = _stamp(path)
+        if self._vectors is None or stamp != self._vectors_stamp:
+            self._vectors, self._vectors_stamp = VectorIndex.load(path), stamp
+            self._vectors_unsaved, self._vectors_synced = False, None
+        version = self.store.version()
+        if self._vectors is None or version != self._vectors_synced:  # else nothing changed
+            index, changed = sync(self._vectors, self.store, dim, self.policy)
+            self._vectors, self._vectors_synced = index, version
+            self._vectors_unsaved |= changed
+        return self._vectors
+
+    def save_vectors(self) -> None:
+        """Write the vector index if the file on disk differs from it (writers only)."""
+        path = self.vectors_path()
+        if self._vectors is not None and (
+            self._vectors_unsaved or _stamp(path) != self._vectors_stamp or not path.exists()
+        ):
+            self._vectors.save(path)
+            self._vectors_stamp, self._vectors_unsaved = _stamp(path), False
+            self.store.set_meta(vector_index=self._vectors.describe())  # for `status`
+
+    def forget_vectors(self) -> None:
+        self._vectors, self._vectors_stamp, self._vectors_unsaved = None, None, False
+        self._vectors_synced = None
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Broken invariants of the database; empty when consistent. (The FAISS file needs no
+        check: it is compared with SQLite by id whenever it is used.)"""
+        return self.store.problems()

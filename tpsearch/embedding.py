@@ -1,0 +1,224 @@
+"""Phase 2 of `tpsearch index`: embed pending chunks while the scan is still going.
+
+A worker thread reads chunks without a vector through its own (read-only) connection, loads
+the model the first time it finds one, and encodes them in groups; the calling thread, which
+also commits the scan, commits each group of vectors in one transaction. So the model loads
+and encodes while files are still being read and chunked (the forward pass releases the GIL),
+and every write still happens on one connection, in one thread. A crash loses at most the
+groups encoded but not yet committed; they are still pending for the next run.
+
+Errors in the worker (the model cannot load, the encoder fails) do not stop the scan: it is
+committed in full, then the error is raised.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tpsearch.chunking import embedding_text
+from tpsearch.collection import storable
+from tpsearch.config import EncoderSettings
+from tpsearch.errors import CollectionError, ModelLoadError, TpsearchError
+from tpsearch.store import Store
+
+if TYPE_CHECKING:
+    from tpsearch.collection import Collection, EncoderFactory
+    from tpsearch.encoder import Encoder
+    from tpsearch.indexing import IndexSummary, Progress
+
+POLL_SECONDS = 0.05  # how often an idle worker looks for newly committed chunks
+
+
+class EncodingError(TpsearchError):
+    """The encoder returned something other than one finite vector per text."""
+
+
+class Embedder:
+    """`with Embedder(...) as e:` runs the worker; call `commit_ready` often, then `finish`."""
+
+    def __init__(
+        self,
+        col: Collection,
+        settings: EncoderSettings,
+        factory: EncoderFactory,
+        batch_size: int,
+        summary: IndexSummary,
+        progress: Progress,
+    ) -> None:
+        self.col, self.settings, self.factory = col, settings, factory
+        self.batch_size = batch_size
+        self.group = 8 * batch_size  # texts per encode call, vectors per transaction
+        self.summary, self.progress = summary, progress
+        self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=4)
+        self.scan_done = threading.Event()
+        self.wake = threading.Event()  # set by the committer after each file: look again
+        self.stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="tpsearch-embed", daemon=True)
+        self.encoder: Encoder | None = None
+        self.error: BaseException | None = None
+        self.total: int | None = None  # chunks to embed, known once the scan is committed
+        self.first_new = col.store.next_chunk_id()  # chunks from here on come from this run
+
+    def __enter__(self) -> Embedder:
+        self.worker.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop.set()  # on Ctrl-C or an error: let the worker end after its current group
+        self.worker.join(timeout=5)
+
+    # --- the worker thread: reads and encodes, never writes ----------------------------------
+
+    def _work(self) -> None:
+        """Chunks committed by this run first, as they come; older pending ones once the scan
+        is over, since it may yet replace them (changed files, --reembed re-chunking)."""
+        reader = Store.open(self.col.store.path)
+        try:
+            encoder = None
+            last, upto, older_left = self.first_new - 1, None, True
+            while not self.stop.is_set():
+                done = self.scan_done.is_set()  # before reading: nothing committed is missed
+                rows = reader.pending(last, self.group, upto)
+                if not rows:
+                    if not done:
+                        self.wake.wait(POLL_SECONDS)
+                        self.wake.clear()
+                        continue
+                    if not older_left:
+                        break
+                    last, upto, older_left = 0, self.first_new - 1, False
+                    continue
+                if encoder is None:
+                    self._put("loading", None)
+                    encoder = self.col.encoder(self.settings, self.factory)
+                    self._put("loaded", encoder)
+                ids = [row[0] for row in rows]
+                texts = [embedding_text(heading, text) for _, heading, text in rows]
+                self._put("vectors", (ids, encoder.encode(texts, self.batch_size)))
+                last = ids[-1]
+        except BaseException as error:  # reported to, and raised in, the calling thread
+            self._put("error", error)
+        finally:
+            reader.close()
+
+    def _put(self, kind: str, payload: Any) -> None:
+        while True:  # a bounded queue: the worker waits while the committer is behind
+            try:
+                self.results.put((kind, payload), timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    return
+
+    # --- the calling thread: commits ---------------------------------------------------------
+
+    def commit_ready(self) -> None:
+        """Commit whatever the worker has finished, without waiting."""
+        self.wake.set()
+        self._drain(block=False)
+
+    def finish(self) -> None:
+        """The scan is committed: embed what is left, then raise any error of the worker."""
+        self.scan_done.set()
+        self.wake.set()
+        self.total = self.summary.embedded + self.col.store.counts()["pending"]
+        if self.encoder is not None:
+            self.progress.start("embed", self.total)  # now the bar knows its length
+        self._drain(block=True)
+        if self.encoder is not None:
+            self.progress.finish("embed")
+        if isinstance(self.error, ModelLoadError):
+            pending = self.col.store.counts()["pending"]
+            raise ModelLoadError(
+                f"{self.error}. The scan is saved ({self.summary.files_line()}); {pending} "
+                "chunks wait for their vectors, and queries use keywords only until "
+                "`tpsearch index` runs with a model that loads"
+            ) from self.error
+        if self.error is not None:
+            raise self.error
+
+    def _drain(self, block: bool) -> None:
+        """Handle the worker's messages; with `block`, until it has ended and all are read."""
+        while True:
+            try:
+                kind, payload = self.results.get(timeout=POLL_SECONDS if block else 0)
+            except queue.Empty:
+                if not block or (not self.worker.is_alive() and self.results.empty()):
+                    return
+                continue
+            if self.error is not None:
+                continue  # after an error nothing more is committed
+            if kind == "loading":
+                self.progress.start("load", None)
+            elif kind == "loaded":
+                self.progress.finish("load")
+                self._adopt(payload)
+            elif kind == "vectors":
+                self._commit(*payload)
+            elif kind == "error":
+                self._fail(payload)
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self.stop.set()
+
+    def _adopt(self, encoder: Encoder) -> None:
+        """Record the encoder with the vectors, or refuse one that would mix vectors."""
+        store = self.col.store
+        stored = store.get_meta("fingerprint")
+        if stored not in (None, encoder.fingerprint) and store.counts()["embedded"]:
+            self._fail(
+                CollectionError(
+                    f"the model now gives other vectors than this collection holds "
+                    f"(fingerprint {encoder.fingerprint}, collection {stored}): did the model "
+                    "files change? Run `tpsearch index --reembed` to re-embed every chunk"
+                )
+            )
+            return
+        resolved = getattr(encoder, "resolved_settings", None)
+        settings = resolved if isinstance(resolved, EncoderSettings) else self.settings
+        store.set_meta(
+            fingerprint=encoder.fingerprint,
+            model_id=encoder.model_id,
+            dim=encoder.dim,
+            encoder=dict(encoder.settings),
+            encoder_settings=storable(settings),
+        )
+        self.encoder = encoder
+        self.progress.start("embed", self.total)
+
+    def _commit(self, ids: list[int], vectors: np.ndarray) -> None:
+        assert self.encoder is not None
+        try:
+            check_vectors(vectors, len(ids), self.encoder.dim, ids)
+        except EncodingError as error:
+            self._fail(error)
+            return
+        added = self.col.store.add_vectors(ids, vectors)
+        self.summary.embedded += added
+        self.progress.advance("embed", added)
+
+
+def check_vectors(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:
+    if vectors.shape != (count, dim):
+        raise EncodingError(
+            f"the encoder returned an array of shape {vectors.shape} for {count} texts, not "
+            f"({count}, {dim}); nothing from this group was stored"
+        )
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        shown = ", ".join(str(i) for i in np.asarray(ids)[bad][:5])
+        raise EncodingError(
+            f"the encoder returned non-finite vectors for chunks {shown}: try another "
+            "precision (fp32 or bf16); nothing from this group was stored"
+        )

@@ -1,0 +1,213 @@
+"""`tpsearch index`: scan and chunk what changed, embed what is pending, refresh the vectors.
+
+Three phases, each safe to kill at any moment:
+
+1. Scan (`scanning.py`). Changed files are read, chunked and committed one transaction per
+   file, gone ones removed, so lexical search works as soon as it ends, whatever the model does.
+2. Embed (`embedding.py`), overlapping the scan. Chunks without a vector are pending; only if
+   some are is the model loaded; vectors are committed in groups, so a crash loses at most
+   the groups being encoded.
+3. Vectors. The FAISS file is compared with SQLite by id, topped up or rebuilt, and saved to a
+   temporary file that is renamed over the old one.
+
+After a crash, SQLite holds complete files and complete vectors only; the next run finds the
+changed files changed and the pending chunks pending, and finishes the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from tpsearch.chunking import ChunkSettings
+from tpsearch.collection import storable
+from tpsearch.config import EncoderSettings
+from tpsearch.embedding import Embedder
+from tpsearch.errors import CollectionError, ConfigError
+from tpsearch.locking import WriterLock
+from tpsearch.scanning import now, scan_sources
+from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
+
+if TYPE_CHECKING:
+    from tpsearch.collection import Collection, EncoderFactory
+
+Phase = Literal["scan", "load", "embed", "vectors"]
+
+
+class Progress(Protocol):
+    """Where the library reports progress; the CLI draws Rich bars on stderr.
+
+    `start` may come again for a phase already started, with its total once that is known.
+    All calls come from the thread that called `Collection.index`.
+    """
+
+    def start(self, phase: Phase, total: int | None) -> None: ...
+    def advance(self, phase: Phase, amount: int = 1) -> None: ...
+    def finish(self, phase: Phase) -> None: ...
+
+
+class NullProgress:
+    def start(self, phase: Phase, total: int | None) -> None:
+        pass
+
+    def advance(self, phase: Phase, amount: int = 1) -> None:
+        pass
+
+    def finish(self, phase: Phase) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ScanOverrides:
+    """Scan settings given for this run; None keeps the collection's stored value."""
+
+    include: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    max_file_bytes: int | None = None
+
+    def apply(self, stored: ScanSettings) -> ScanSettings:
+        return ScanSettings(
+            tuple(self.include) if self.include is not None else stored.include,
+            tuple(self.exclude) if self.exclude is not None else stored.exclude,
+            self.max_file_bytes if self.max_file_bytes is not None else stored.max_file_bytes,
+        )
+
+
+@dataclass
+class IndexSummary:
+    """What a run did; `line()` is the one-line summary."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    chunks_written: int = 0  # chunks of new and updated files
+    embedded: int = 0  # vectors computed by this run
+    pending: int = 0  # chunks still without a vector at the end
+    seconds: float = 0.0
+    skips: list[Skip] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def files_line(self) -> str:
+        return (
+            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.removed} removed, {self.skipped} skipped"
+        )
+
+    def line(self) -> str:
+        extra = [f"{self.embedded} chunks embedded"] if self.embedded else []
+        extra += [f"{self.pending} pending"] if self.pending else []
+        return " · ".join([self.files_line(), *extra, f"{self.seconds:.1f} s"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skips"] = len(self.skips)
+        data["line"] = self.line()
+        return data
+
+
+def run_index(
+    col: Collection,
+    paths: list[Path] | None,
+    *,
+    scan: ScanOverrides,
+    overrides: dict[str, Any],
+    encoder_factory: EncoderFactory,
+    reembed: bool,
+    progress: Progress | None,
+    batch_size: int,
+) -> IndexSummary:
+    progress = progress or NullProgress()
+    summary = IndexSummary()
+    started = time.monotonic()
+    with WriterLock(col.folder):
+        store = col.store
+        run_id = store.start_run(now())
+        status = "failed"
+        try:
+            settings, chunker = _prepare(col, overrides, reembed)
+            scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
+            sources = _sources(col, paths)
+            store.set_meta(scan=scan_settings.to_dict())
+            embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
+            with embedder:  # the model loads and encodes while the scan goes on
+                scan_sources(
+                    col, sources, scan_settings, chunker, summary, progress, embedder.commit_ready
+                )
+                embedder.finish()
+            _save_vectors(col, progress)
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            summary.seconds = time.monotonic() - started
+            summary.pending = store.counts()["pending"]
+            store.finish_run(run_id, now(), status, summary.to_dict())
+    return summary
+
+
+def _prepare(
+    col: Collection, overrides: dict[str, Any], reembed: bool
+) -> tuple[EncoderSettings, ChunkSettings]:
+    """Settings for this run; on --reembed, drop every vector (and the FAISS file) first."""
+    store = col.store
+    settings = col.wanted_settings(overrides, reembed)
+    chunker = ChunkSettings.for_encoder(settings.pooling, settings.max_length)
+    stored_chunker = store.get_meta("chunker")
+    rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
+    embedded = store.counts()["embedded"]
+    if rechunk and embedded and not reembed:
+        raise CollectionError(
+            f"this collection was chunked with other settings ({stored_chunker}, now "
+            f"{chunker.to_dict()}): run `tpsearch index --reembed` to re-chunk and re-embed"
+        )
+    if reembed and embedded:
+        epoch = col.vectors_epoch()
+        col.vectors_path(epoch).unlink(missing_ok=True)  # never serve the old vectors again
+        col.forget_vectors()
+        with store.transaction():
+            store.clear_vectors()
+            store.set_meta(
+                vectors_epoch=epoch + 1, fingerprint=None, model_id=None, dim=None, encoder=None
+            )
+    with store.transaction():
+        if rechunk:
+            store.mark_all_for_rechunk()
+        store.set_meta(encoder_settings=storable(settings), chunker=chunker.to_dict())
+    return settings, chunker
+
+
+def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
+    """What to scan: the given paths (remembered), else the remembered ones, else the root."""
+    stored = [col.root / rel for rel in col.store.get_meta("sources", [])]
+    if paths:
+        for path in paths:
+            if not path.exists():
+                raise ConfigError(f"no such file or folder: {path}")
+        scan = list(iter_sources(paths))
+    else:
+        scan = stored or [col.root]
+    remembered = list(iter_sources([*stored, *scan]))
+    col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
+    return scan
+
+
+def _save_vectors(col: Collection, progress: Progress) -> None:
+    """Bring the FAISS file in step with SQLite, save it if it changed, drop stale files."""
+    dim = col.store.get_meta("dim")
+    if dim is None:
+        return
+    progress.start("vectors", None)
+    with col.store.snapshot():
+        col.vector_index(dim)
+    col.save_vectors()
+    current = col.vectors_path()
+    for stale in col.folder.glob("vectors-*.faiss*"):  # older epochs, temp files of dead runs
+        if stale != current:
+            stale.unlink(missing_ok=True)
+    progress.finish("vectors")

@@ -1,0 +1,172 @@
+"""Phase 1 of `tpsearch index`: find what changed on disk and commit it, one file at a time.
+
+A file whose size and mtime match its row is unchanged without being read; otherwise it is read
+and hashed, and re-chunked only if its content changed. Each file is one transaction: its row,
+chunks and full-text entries are replaced together, so a crash leaves either version, never a
+mix. The stat recorded is the one taken before reading, so a file that changes while it is read
+looks changed to the next run. Files gone from a scanned folder are removed at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, heading_text
+from tpsearch.sources import (
+    Candidate,
+    ScanSettings,
+    Skip,
+    SkipReason,
+    Unreadable,
+    is_under,
+    read_document,
+    relative_to_root,
+    walk,
+)
+
+if TYPE_CHECKING:
+    from tpsearch.collection import Collection
+    from tpsearch.indexing import IndexSummary, Progress
+    from tpsearch.store import FileRow, Store
+
+# A file modified this close to the scan may change again within the same mtime tick; store
+# mtime 0 so the next run compares its hash instead of trusting its stat ("racy git").
+RACY_NS = 2_000_000_000
+CONTENT_SKIPS = frozenset({"binary", "undecodable", "too-large"})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scan_sources(
+    col: Collection,
+    sources: list[Path],
+    settings: ScanSettings,
+    chunker: ChunkSettings,
+    summary: IndexSummary,
+    progress: Progress,
+    after_file: Callable[[], None],
+) -> None:
+    """Commit every changed file of `sources`, calling `after_file` after each one."""
+    store = col.store
+    known = store.files()
+    cached = {row[0]: row for row in store.skipped() if row[1] in CONTENT_SKIPS}
+    fresh_after = time.time_ns() - RACY_NS
+    for source in sources:
+        source_rel = relative_to_root(source, col.root)
+        if not source.exists():  # a remembered source that is gone: so are its files
+            summary.notices.append(f"{source_rel} no longer exists: its files were removed")
+            walked_files, skips = [], []
+        else:
+            walked = walk(source, col.root, settings)
+            walked_files, skips = walked.files, walked.skipped
+        live: set[str] = set()
+        todo: list[Candidate] = []
+        for file in walked_files:
+            row = known.get(file.rel)
+            if row and row.sha256 and _same_stat(row.size, row.mtime_ns, file):
+                summary.unchanged += 1
+                live.add(file.rel)
+            elif row is None and (hit := cached.get(file.rel)) and _same_stat(*hit[3:], file):
+                reason = cast(SkipReason, hit[1])
+                skips.append(Skip(file.rel, reason, hit[2], hit[3], hit[4]))
+            else:
+                todo.append(file)
+        progress.start("scan", len(todo))
+        for file in todo:
+            outcome = _index_file(store, file, known.get(file.rel), settings, chunker, fresh_after)
+            if isinstance(outcome, Skip):
+                skips.append(outcome)
+            else:
+                live.add(file.rel)
+                if outcome == "unchanged":
+                    summary.unchanged += 1
+                else:
+                    summary.chunks_written += outcome[1]
+                    if outcome[0] == "new":
+                        summary.new += 1
+                    else:
+                        summary.updated += 1
+            progress.advance("scan")
+            after_file()
+        progress.finish("scan")
+        gone = [path for path in known if is_under(path, source_rel) and path not in live]
+        summary.removed += store.remove_files(gone)
+        store.replace_skips([source_rel], [_skip_row(s) for s in skips])
+        summary.skips += skips
+    summary.skipped = len(summary.skips)
+
+
+def _same_stat(size: int | None, mtime_ns: int | None, file: Candidate) -> bool:
+    """The recorded stat matches, and can be trusted (mtime 0 marks one that cannot)."""
+    return bool(mtime_ns) and (size, mtime_ns) == (file.size, file.mtime_ns)
+
+
+def _skip_row(skip: Skip) -> dict[str, Any]:
+    return {
+        "path": skip.rel,
+        "reason": skip.reason,
+        "detail": skip.detail,
+        "size": skip.size,
+        "mtime_ns": skip.mtime_ns,
+    }
+
+
+def _index_file(
+    store: Store,
+    file: Candidate,
+    row: FileRow | None,
+    settings: ScanSettings,
+    chunker: ChunkSettings,
+    fresh_after: int,
+) -> Skip | Literal["unchanged"] | tuple[Literal["new", "updated"], int]:
+    """Read, and if the content changed, chunk and commit one file (one transaction).
+
+    The stat recorded is the one taken before reading: if the file changes after that, the
+    next run sees a different stat and looks again.
+    """
+    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0  # 0: check again next time
+    try:
+        data = file.path.read_bytes()
+    except OSError as error:
+        return Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
+    if len(data) > settings.max_file_bytes:
+        detail = f"{len(data)} bytes > {settings.max_file_bytes}"
+        return Skip(file.rel, "too-large", detail, file.size, mtime)
+    doc = read_document(data)
+    if isinstance(doc, Unreadable):
+        return Skip(file.rel, doc.reason, doc.detail, file.size, mtime)
+    if row is not None and row.sha256 == doc.sha256:
+        store.touch_file(file.rel, file.size, mtime)
+        return "unchanged"
+    fmt = detect_format(file.path.name)
+    chunks = chunk_document(doc.text, fmt, chunker, doc.encoding, doc.bom)
+    record = {
+        "path": file.rel,
+        "size": file.size,
+        "mtime_ns": mtime,
+        "sha256": doc.sha256,
+        "encoding": doc.encoding,
+        "format": fmt,
+        "indexed_at": now(),
+    }
+    rows = [
+        {
+            "seq": seq,
+            "start_line": c.start_line,
+            "end_line": c.end_line,
+            "start_byte": c.start_byte,
+            "end_byte": c.end_byte,
+            "heading": heading_text(c.heading),
+            "text": c.text,
+            "tokens": c.tokens,
+        }
+        for seq, c in enumerate(chunks)
+    ]
+    store.replace_file(record, rows)
+    return ("updated" if row is not None else "new"), len(rows)

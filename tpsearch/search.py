@@ -1,0 +1,275 @@
+"""`tpsearch query`: BM25 over FTS5, cosine similarity over FAISS, fused by reciprocal rank.
+
+Scores depend on the mode: lexical, BM25 (higher is better); semantic, cosine similarity;
+hybrid, reciprocal-rank fusion (Cormack et al., 2009, k = 60) scaled so that 1.0 means first
+in both rankings. When vectors cannot be used (none yet, or the model cannot load) a query
+falls back to keywords and says so in `notices`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import numpy as np
+
+from tpsearch.errors import CollectionError, ConfigError, ModelLoadError, choice_error
+
+if TYPE_CHECKING:
+    from tpsearch.collection import Collection, EncoderFactory
+    from tpsearch.store import Store
+
+Mode = Literal["hybrid", "semantic", "lexical"]
+MODES: tuple[str, ...] = get_args(Mode)
+RRF_K = 60
+SNIPPET_CHARS = 220
+WORD = re.compile(r"\w+")
+_STOPWORDS = (
+    "a an and are as at be by can do does for from has have how i if in is it its of on or "
+    "should so that the their there this to was we what when where which who why will with "
+    "you your"
+)
+STOPWORDS = frozenset(_STOPWORDS.split())  # left out of keyword queries: they match everything
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    score: float
+    chunk_id: int
+    path: str  # relative to the collection root
+    start_line: int
+    end_line: int
+    heading: str
+    snippet: str  # one line, around the query terms
+    highlights: tuple[tuple[int, int], ...]  # [start, end) of query terms in `snippet`
+
+    def to_dict(self, path: str | None = None) -> dict[str, Any]:
+        """The JSON record; `path` replaces the root-relative path (e.g. relative to cwd)."""
+        return {
+            "path": path if path is not None else self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "score": round(self.score, 6),
+            "snippet": self.snippet,
+            "chunk_id": self.chunk_id,
+            "heading": self.heading,
+        }
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    text: str
+    mode: Mode  # as asked
+    used: Mode  # what ran: "lexical" when vectors could not be used
+    hits: list[Hit]
+    notices: list[str]  # things the user should know (shown on stderr)
+
+
+def query_terms(text: str) -> list[str]:
+    """Lower-cased words of the query, stop words dropped unless nothing else is left."""
+    words = list(dict.fromkeys(w.lower() for w in WORD.findall(text)))
+    content = [w for w in words if w not in STOPWORDS]
+    return content or words
+
+
+def fts_expression(terms: Sequence[str]) -> str:
+    """Any of the terms, each quoted so that FTS5 syntax in a query is just text."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _stem(term: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if term.endswith(suffix) and len(term) - len(suffix) >= 3:
+            return term[: -len(suffix)]
+    return term
+
+
+def make_snippet(
+    text: str, terms: Sequence[str], width: int = SNIPPET_CHARS
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The part of `text` with most query terms, on one line, and where the terms are."""
+    pattern = (
+        re.compile(r"\b(?:" + "|".join(re.escape(_stem(t)) for t in terms) + r")\w*", re.I)
+        if terms
+        else None
+    )
+    flat = " ".join(text.split())
+    start = 0
+    if pattern is not None and len(flat) > width:
+        best = -1
+        matches = list(pattern.finditer(flat))
+        for match in matches:  # the window starting a little before a match, with most terms
+            begin = max(0, match.start() - width // 4)
+            window = {m.group().lower() for m in matches if begin <= m.start() < begin + width}
+            if len(window) > best:
+                best, start = len(window), begin
+    snippet = flat[start : start + width]
+    if start > 0:
+        snippet = "…" + snippet[snippet.find(" ") + 1 :] if " " in snippet else "…" + snippet
+    if start + width < len(flat):
+        snippet = snippet[: snippet.rfind(" ")] + " …" if " " in snippet else snippet + "…"
+    spans = tuple(m.span() for m in pattern.finditer(snippet)) if pattern else ()
+    return snippet, spans
+
+
+def fuse(
+    rankings: Sequence[Sequence[int]], unrankable: Sequence[set[int]] | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion, scaled to 1.0 for first place in every ranking.
+
+    `unrankable[j]` holds chunks ranking j could not rank (chunks without a vector, for the
+    vector ranking): their absence says nothing, so each chunk's score is scaled by the
+    rankings that could have ranked it, not by all of them.
+    """
+    scores: dict[int, float] = defaultdict(float)
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking):
+            scores[chunk_id] += 1.0 / (RRF_K + rank + 1)
+    blind = unrankable or [set() for _ in rankings]
+    fused = [(i, s * (RRF_K + 1) / sum(i not in ids for ids in blind)) for i, s in scores.items()]
+    return sorted(fused, key=lambda x: (-x[1], x[0]))
+
+
+def run_query(
+    col: Collection,
+    text: str,
+    *,
+    k: int,
+    mode: str,
+    path: str | None,
+    min_score: float | None,
+    files: bool,
+    overrides: dict[str, Any],
+    encoder_factory: EncoderFactory,
+) -> QueryResult:
+    if mode not in MODES:
+        raise choice_error("mode", mode, MODES)
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
+    if not text.strip():
+        raise ConfigError("the query is empty: give some words to search for")
+    notices: list[str] = []
+    used = cast(Mode, mode)
+    vector = None
+    if mode != "lexical":
+        vector, why = _query_vector(col, text, overrides, encoder_factory)
+        if vector is None:
+            notices.append(f"{why}: showing keyword (BM25) results only")
+            used = "lexical"
+    terms = query_terms(text)
+    pool = max(30, k * (10 if files else 3))
+    store = col.store
+    with store.snapshot():
+        file_ids = _matching_files(store, path) if path else None
+        lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
+        semantic = _semantic(col, vector, pool, file_ids) if vector is not None else []
+        if used == "hybrid":
+            keyword_ids = [i for i, _ in lexical]
+            unembedded = store.without_vectors(keyword_ids)
+            ranked = fuse([keyword_ids, [i for i, _ in semantic]], [set(), unembedded])
+        else:
+            ranked = semantic if used == "semantic" else lexical
+        if min_score is not None:
+            ranked = [(i, s) for i, s in ranked if s >= min_score]
+        rows = store.chunk_rows([i for i, _ in ranked])
+        counts = store.counts()
+    if used != "lexical" and counts["pending"]:
+        found = "by keywords only" if used == "hybrid" else "only in lexical or hybrid mode"
+        notices.append(
+            f"{counts['pending']} of {counts['chunks']} chunks have no vector yet and are found "
+            f"{found}: run `tpsearch index` to embed them"
+        )
+    hits: list[Hit] = []
+    seen_paths: set[str] = set()
+    for chunk_id, score in ranked:
+        row = rows.get(chunk_id)
+        if row is None or (files and row.path in seen_paths):
+            continue  # a vector of a chunk deleted since the index was saved; or a seen file
+        seen_paths.add(row.path)
+        snippet, spans = make_snippet(row.text, terms)
+        hits.append(
+            Hit(
+                len(hits) + 1,
+                score,
+                chunk_id,
+                row.path,
+                row.start_line,
+                row.end_line,
+                row.heading,
+                snippet,
+                spans,
+            )
+        )
+        if len(hits) == k:
+            break
+    return QueryResult(text, cast(Mode, mode), used, hits, notices)
+
+
+def _query_vector(
+    col: Collection, text: str, overrides: dict[str, Any], factory: EncoderFactory
+) -> tuple[np.ndarray | None, str]:
+    """The query's vector, or None and why not."""
+    store = col.store
+    fingerprint = store.get_meta("fingerprint")
+    if fingerprint is None or not store.has_vectors():
+        return None, "no chunk has a vector yet (run `tpsearch index` with a model that loads)"
+    settings = col.wanted_settings(overrides, reembed=False)  # refuses vector-changing flags
+    try:
+        encoder = col.encoder(settings, factory)
+    except ModelLoadError as error:
+        return None, f"the model cannot load ({error})"
+    if encoder.fingerprint != fingerprint:
+        raise CollectionError(
+            f"the model now gives other vectors than this collection holds (fingerprint "
+            f"{encoder.fingerprint}, collection {fingerprint}): did the model files change? Run "
+            "`tpsearch index --reembed`"
+        )
+    return encoder.encode([text])[0], ""
+
+
+def _matching_files(store: Store, pattern: str) -> list[int]:
+    """Ids of files whose root-relative path matches a gitignore-style pattern."""
+    from pathspec import GitIgnoreSpec
+
+    spec = GitIgnoreSpec.from_lines([pattern])
+    return [row.id for path, row in store.files().items() if spec.match_file(path)]
+
+
+def _lexical(
+    store: Store, terms: list[str], limit: int, file_ids: list[int] | None
+) -> list[tuple[int, float]]:
+    if not terms or file_ids == []:
+        return []
+    sql = "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ?"
+    params: list[Any] = [fts_expression(terms)]
+    if file_ids is not None:
+        sql += (
+            " AND rowid IN (SELECT id FROM chunks"
+            " WHERE file_id IN (SELECT value FROM json_each(?)))"
+        )
+        params.append(json.dumps(file_ids))
+    rows = store.query(sql + " ORDER BY r LIMIT ?", [*params, limit])
+    return [(int(chunk_id), -float(bm25)) for chunk_id, bm25 in rows]
+
+
+def _semantic(
+    col: Collection, vector: np.ndarray, limit: int, file_ids: list[int] | None
+) -> list[tuple[int, float]]:
+    store = col.store
+    allowed = None
+    if file_ids is not None:
+        rows = store.query(
+            "SELECT id FROM chunks WHERE file_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(file_ids)],
+        )
+        allowed = np.array([r[0] for r in rows], dtype=np.int64)
+        if not len(allowed):
+            return []
+    index = col.vector_index(store.get_meta("dim"))
+    scores, ids = index.search(vector[None, :], limit, allowed)
+    return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]

@@ -1,0 +1,333 @@
+"""Find the files to index: walk folders, honour ignore files, skip what is not text, decode.
+
+The walk only looks at names and `stat` results, so an unchanged tree costs one `stat` per
+file; reading, sniffing and decoding happen later, for files that changed (`read_document`).
+Ignore files (`.gitignore`, `.tpsearchignore`) follow git's rules through pathspec: each applies
+to the folder it sits in and below, a deeper file wins, and an ignored folder is not entered.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from tpsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathspec import PathSpec
+
+SkipReason = Literal[
+    "ignored",  # a .gitignore or .tpsearchignore rule
+    "excluded",  # --exclude, not matching --include, or a default exclude
+    "hidden",  # a name starting with "."
+    "vcs",  # .git, .hg, .svn, ...
+    "symlink-loop",  # a link back to a folder being walked, or to one walked already
+    "too-large",  # over the size limit
+    "binary",  # a known binary suffix, or NUL bytes near the start
+    "undecodable",  # neither UTF-8 nor a charset that charset-normalizer recognises
+    "unreadable",  # permission denied, a broken link, vanished while scanning
+]
+
+VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "_darcs", "CVS"})
+IGNORE_FILES = (".gitignore", ".tpsearchignore")
+# Text, but generated: applied only when no --include is given (an include says what you want).
+DEFAULT_EXCLUDES = ("*.svg", "*.min.js", "*.min.css", "*.map", "*.lock", "package-lock.json")
+_BINARY_SUFFIXES = (
+    "png jpg jpeg gif bmp ico webp tif tiff psd pdf zip gz tgz bz2 xz zst 7z rar tar jar whl exe "
+    "dll so dylib o a pyc class wasm woff woff2 ttf otf eot mp3 mp4 m4a wav flac ogg mov avi mkv "
+    "webm sqlite db doc docx xls xlsx ppt pptx odt npy npz pt bin safetensors gguf faiss parquet"
+)
+BINARY_SUFFIXES = frozenset("." + suffix for suffix in _BINARY_SUFFIXES.split())
+SNIFF_BYTES = 8192
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Which files a scan takes; stored in the collection so that a bare re-run reuses them."""
+
+    include: tuple[str, ...] = ()  # gitignore-style patterns; empty: every text file
+    exclude: tuple[str, ...] = ()  # gitignore-style patterns, on top of the ignore files
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_file_bytes < 1:
+            raise ConfigError(f"the file size limit must be positive, got {self.max_file_bytes}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "max_file_bytes": self.max_file_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ScanSettings:
+        include = data.get("include") or []
+        exclude = data.get("exclude") or []
+        limit = data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        assert isinstance(include, list) and isinstance(exclude, list) and isinstance(limit, int)
+        return cls(tuple(include), tuple(exclude), limit)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file the walk would index, with the `stat` that decides whether it changed."""
+
+    path: Path  # absolute
+    rel: str  # relative to the collection root, "/"-separated
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Something the scan left out, and why."""
+
+    rel: str  # a folder ends with "/"
+    reason: SkipReason
+    detail: str = ""
+    size: int | None = None  # with mtime_ns, for a file rejected for its content: the next
+    mtime_ns: int | None = None  # scan skips it again without reading it, until it changes
+
+
+@dataclass
+class WalkResult:
+    files: list[Candidate] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def parse_size(text: str) -> int:
+    """'500k', '2M', '1.5mb', '4096' -> bytes (binary multiples)."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3}
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("kmgb")
+    unit = raw[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value <= 0:
+        raise ConfigError(f"invalid size {text!r}: use a number of bytes or e.g. 500k, 2M, 1G")
+    return int(value * units[unit])
+
+
+def relative_to_root(path: Path, root: Path) -> str:
+    """`path` relative to `root`, "/"-separated; may start with '..' for a path outside it."""
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def is_under(rel: str, source_rel: str) -> bool:
+    """Whether a root-relative path lies in (or is) the root-relative source path."""
+    if source_rel == ".":
+        return not rel.startswith("../") and rel != ".."
+    return rel == source_rel or rel.startswith(source_rel.rstrip("/") + "/")
+
+
+class _Rules:
+    """Ignore-file rules in force in one folder: (folder, spec) pairs, the nearest folder last."""
+
+    def __init__(self, layers: tuple[tuple[str, PathSpec], ...] = ()) -> None:
+        self.layers = layers
+
+    def with_folder(self, folder: Path) -> _Rules:
+        from pathspec import GitIgnoreSpec
+
+        lines: list[str] = []
+        for name in IGNORE_FILES:
+            try:
+                lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+        if not lines:
+            return self
+        return _Rules((*self.layers, (folder.as_posix(), GitIgnoreSpec.from_lines(lines))))
+
+    def ignored(self, path: Path, is_dir: bool) -> bool:
+        """git semantics: the deepest ignore file with a matching pattern decides."""
+        posix = path.as_posix()
+        for base, spec in reversed(self.layers):
+            local = posix[len(base) :].lstrip("/")
+            result = spec.check_file(local + "/" if is_dir else local)
+            if result.include is not None:
+                return bool(result.include)
+        return False
+
+
+@dataclass
+class _Walk:
+    """What a walk carries down the tree."""
+
+    root: Path
+    settings: ScanSettings
+    include: PathSpec | None
+    exclude: PathSpec | None
+    result: WalkResult
+    visited: set[tuple[int, int]] = field(default_factory=set)
+    linked: list[tuple[Path, str, _Rules]] = field(default_factory=list)  # walked last
+
+    def skip(self, path: Path, reason: SkipReason, detail: str = "", folder: bool = False) -> None:
+        rel = relative_to_root(path, self.root) + ("/" if folder else "")
+        self.result.skipped.append(Skip(rel, reason, detail))
+
+
+def _compile(patterns: tuple[str, ...]) -> PathSpec | None:
+    from pathspec import GitIgnoreSpec
+
+    return GitIgnoreSpec.from_lines(list(patterns)) if patterns else None
+
+
+def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
+    """Every candidate file under `source` (a folder or one file), and what was skipped.
+
+    Ignore-file patterns are relative to the folder holding the file, --include/--exclude
+    patterns to `source`, as in .gitignore. Ignore files in the folders from `root` down to
+    `source` apply too. A file named as `source` is taken whatever the rules say.
+    """
+    source, root = Path(os.path.abspath(source)), Path(os.path.abspath(root))
+    if not source.exists():
+        raise ConfigError(f"no such file or folder: {source}")
+    exclude = settings.exclude + (() if settings.include else DEFAULT_EXCLUDES)
+    state = _Walk(root, settings, _compile(settings.include), _compile(exclude), WalkResult())
+    if not source.is_dir():
+        _consider_file(state, source, None)
+        return state.result
+    rules = _Rules()
+    if source != root and source.is_relative_to(root):
+        for folder in reversed(source.relative_to(root).parents):  # ".", "a", "a/b"
+            rules = rules.with_folder(root / folder)
+    _walk_folder(state, source, "", rules)
+    while state.linked:  # linked folders after real ones: a file is found by its real path
+        _walk_folder(state, *state.linked.pop(0))
+    return state.result
+
+
+def _walk_folder(state: _Walk, folder: Path, rel_src: str, rules: _Rules) -> None:
+    try:
+        info = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        state.skip(folder, "unreadable", _reason(error), folder=True)
+        return
+    if (info.st_dev, info.st_ino) in state.visited:
+        state.skip(folder, "symlink-loop", "a folder already walked", folder=True)
+        return
+    state.visited.add((info.st_dev, info.st_ino))
+    rules = rules.with_folder(folder)
+    for entry in entries:
+        path = Path(entry.path)
+        rel = f"{rel_src}/{entry.name}" if rel_src else entry.name
+        try:
+            is_dir = entry.is_dir()  # follows links; a broken link is not a folder
+        except OSError:
+            is_dir = False
+        if entry.name in IGNORE_FILES:
+            continue
+        if is_dir and entry.name in VCS_DIRS:
+            state.skip(path, "vcs", folder=True)
+        elif entry.name.startswith("."):
+            state.skip(path, "hidden", folder=is_dir)
+        elif rules.ignored(path, is_dir):
+            state.skip(path, "ignored", folder=is_dir)
+        elif is_dir and state.exclude is not None and state.exclude.match_file(rel + "/"):
+            state.skip(path, "excluded", folder=True)
+        elif is_dir and entry.is_symlink():
+            state.linked.append((path, rel, rules))
+        elif is_dir:
+            _walk_folder(state, path, rel, rules)
+        else:
+            _consider_file(state, path, rel)
+
+
+def _consider_file(state: _Walk, path: Path, rel_src: str | None) -> None:
+    """Size and suffix checks; `rel_src` None: named explicitly, so patterns do not apply."""
+    if rel_src is not None and (
+        (state.exclude is not None and state.exclude.match_file(rel_src))
+        or (state.include is not None and not state.include.match_file(rel_src))
+    ):
+        state.skip(path, "excluded")
+        return
+    try:
+        info = path.stat()
+    except OSError as error:
+        state.skip(path, "unreadable", _reason(error))
+        return
+    limit = state.settings.max_file_bytes
+    if not path.is_file():
+        state.skip(path, "unreadable", "not a regular file")
+    elif path.suffix.lower() in BINARY_SUFFIXES:
+        state.skip(path, "binary", path.suffix.lower())
+    elif info.st_size > limit:
+        state.skip(path, "too-large", f"{info.st_size} bytes > {limit}")
+    else:
+        rel = relative_to_root(path, state.root)
+        state.result.files.append(Candidate(path, rel, info.st_size, info.st_mtime_ns))
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+# --- reading --------------------------------------------------------------------------------
+
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file's text, and how to get back to its bytes (for byte offsets)."""
+
+    text: str
+    encoding: str  # a Python codec name
+    bom: int  # bytes of byte-order mark before the text
+    sha256: str  # of the raw bytes
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    reason: SkipReason
+    detail: str
+
+
+def read_document(data: bytes) -> Document | Unreadable:
+    """Decode a file's bytes: a BOM, else UTF-8, else charset-normalizer's best guess."""
+    digest = hashlib.sha256(data).hexdigest()
+    for bom, encoding in BOMS:
+        if data.startswith(bom):
+            try:
+                return Document(data[len(bom) :].decode(encoding), encoding, len(bom), digest)
+            except UnicodeDecodeError:
+                return Unreadable("undecodable", f"invalid {encoding} after its byte-order mark")
+    if b"\x00" in data[:SNIFF_BYTES]:
+        return Unreadable("binary", "NUL bytes")
+    try:
+        return Document(data.decode("utf-8"), "utf-8", 0, digest)
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        return Unreadable("undecodable", "not UTF-8, and no charset fits")
+    return Document(str(best), codecs.lookup(best.encoding).name, 0, digest)
+
+
+def iter_sources(paths: list[Path]) -> Iterator[Path]:
+    """Absolute, de-duplicated source paths, a path inside another one dropped."""
+    absolute = sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in absolute:
+        if not any(path == k or path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    yield from kept

@@ -1,0 +1,413 @@
+"""The collection's SQLite database: files, chunks, vectors, settings and an FTS5 index.
+
+SQLite is the source of truth. Each chunk's vector lives next to it (a float32 blob; no row:
+pending), so the FAISS file is only a cache that can always be rebuilt. Every change to one
+file (its row, its chunks, their full-text entries) is one transaction, so a crash at any
+moment leaves either the old state of that file or the new one. The database is in WAL mode:
+readers never wait for the writer. Any SQLite tool can open it.
+
+Chunk ids come from AUTOINCREMENT, so an id is never reused: a FAISS id can only ever name the
+chunk it was added for.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from tpsearch.errors import CollectionError
+
+DB_NAME = "tpsearch.db"
+migrations = Migrations("tpsearch")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- JSON values
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            path TEXT NOT NULL UNIQUE,  -- relative to the collection root, '/'-separated
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,  -- 0: too fresh to trust, the next run compares hashes
+            sha256 TEXT NOT NULL,  -- '': re-chunk on the next run whatever the content
+            encoding TEXT NOT NULL,
+            format TEXT NOT NULL,
+            indexed_at TEXT NOT NULL
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the FAISS id
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            start_byte INTEGER NOT NULL,
+            end_byte INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            UNIQUE (file_id, seq)
+        );
+        CREATE TABLE vectors (  -- no row for a chunk: its vector is pending
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL  -- little-endian float32, meta 'dim' values
+        );
+        -- Redundant with the primary key, but small: counting and listing ids reads this
+        -- instead of every page of vectors.
+        CREATE INDEX vectors_ids ON vectors (chunk_id);
+        CREATE TABLE skipped (  -- what the last scan of each path left out
+            path TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            size INTEGER,  -- with mtime_ns: a file whose content was rejected is not re-read
+            mtime_ns INTEGER  -- until it changes
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,  -- running, completed, failed, interrupted, killed
+            summary TEXT  -- JSON
+        );
+        """
+    )
+    # BM25 over chunk text and heading path; triggers keep it in step inside each transaction.
+    db.table("chunks").enable_fts(
+        ["text", "heading"], create_triggers=True, tokenize="porter unicode61 remove_diacritics 2"
+    )
+
+
+SCHEMA_STEPS = (m001_initial.__name__,)  # every migration above, oldest first
+CHUNK_COLUMNS = (
+    "seq",
+    "start_line",
+    "end_line",
+    "start_byte",
+    "end_byte",
+    "heading",
+    "text",
+    "tokens",
+)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    path: str
+    start_line: int
+    end_line: int
+    heading: str
+    text: str
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class Store:
+    """One connection to a collection's database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._counts: tuple[tuple[int, int], dict[str, int]] | None = None
+        try:
+            self.db = Database(path, execute_plugins=False)
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against crashes
+        except sqlite3.DatabaseError as error:
+            raise CollectionError(f"cannot open the collection database {path}: {error}") from None
+
+    @classmethod
+    def open(cls, path: Path, write: bool = False) -> Store:
+        """Open (a writer also creates or upgrades) a collection database."""
+        if not write and not path.exists():
+            raise CollectionError(f"no collection database at {path}")
+        store = cls(path)
+        applied = {m.name for m in migrations.applied(store.db)}
+        newer = applied - set(SCHEMA_STEPS)
+        missing = set(SCHEMA_STEPS) - applied
+        if newer:
+            store.close()
+            raise CollectionError(
+                f"{path} was written by a newer tpsearch (schema steps "
+                f"{', '.join(sorted(newer))}): upgrade tpsearch to use it"
+            )
+        if missing and write:
+            migrations.apply(store.db)
+        elif missing:
+            store.close()
+            state = "is being created" if not applied else "needs an upgrade"
+            raise CollectionError(
+                f"the collection at {path.parent} {state}: run `tpsearch index` to finish it"
+            )
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read inside sees one consistent state."""
+        if self.db.conn.in_transaction:
+            yield
+            return
+        self.db.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, params).fetchall()
+
+    # --- settings ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, **values: Any) -> None:
+        with self.db.atomic():
+            for key, value in values.items():
+                if value is None:
+                    self.db.execute("DELETE FROM meta WHERE key = ?", [key])
+                else:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        [key, json.dumps(value, sort_keys=True, default=str)],
+                    )
+
+    # --- files and chunks --------------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRow]:
+        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files")
+        return {row[1]: FileRow(*row) for row in rows}
+
+    def replace_file(self, file: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
+        """Put a file and its chunks in place of any earlier version, in one transaction."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM files WHERE path = ?", [file["path"]])
+            file_id = self.db.table("files").insert(file).last_pk
+            self.db.conn.executemany(  # the hot path of a scan: plain executemany
+                f"INSERT INTO chunks (file_id, {', '.join(CHUNK_COLUMNS)})"
+                f" VALUES (?, {', '.join('?' * len(CHUNK_COLUMNS))})",
+                [(file_id, *(chunk[c] for c in CHUNK_COLUMNS)) for chunk in chunks],
+            )
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new stat: remember the stat so the next run need not hash again."""
+        self.db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [size, mtime_ns, path]
+        )
+
+    def remove_files(self, paths: Iterable[str]) -> int:
+        """Drop files with their chunks, vectors and full-text entries (one transaction)."""
+        removed = 0
+        with self.db.atomic():
+            for path in paths:
+                removed += self.db.execute("DELETE FROM files WHERE path = ?", [path]).rowcount
+        return removed
+
+    def mark_all_for_rechunk(self) -> None:
+        self.db.execute("UPDATE files SET sha256 = ''")
+
+    def replace_skips(self, under: Iterable[str], skips: Iterable[dict[str, Any]]) -> None:
+        """This scan's skips in place of the earlier ones under the scanned paths."""
+        with self.db.atomic():
+            for prefix in under:
+                if prefix == ".":
+                    self.db.execute("DELETE FROM skipped WHERE path NOT LIKE '../%'")
+                else:
+                    self.db.execute(
+                        "DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?",
+                        [prefix, len(prefix) + 1, prefix.rstrip("/") + "/"],
+                    )
+            self.db.table("skipped").insert_all(skips, replace=True)
+
+    def skipped(self) -> list[tuple[str, str, str, int | None, int | None]]:
+        return self.query("SELECT path, reason, detail, size, mtime_ns FROM skipped ORDER BY path")
+
+    # --- vectors -----------------------------------------------------------------------------
+
+    def pending(
+        self, after: int, limit: int, upto: int | None = None
+    ) -> list[tuple[int, str, str]]:
+        """(id, heading, text) of chunks without a vector, in id order, ids in (after, upto]."""
+        return self.query(
+            "SELECT c.id, c.heading, c.text FROM chunks c LEFT JOIN vectors v ON v.chunk_id = c.id"
+            " WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+            [after, upto if upto is not None else 2**62, limit],
+        )
+
+    def next_chunk_id(self) -> int:
+        """A lower bound of the ids chunks inserted from now on will get (never reused)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> int:
+        """Store vectors of chunks that still exist (one transaction); how many were stored."""
+        with self.db.atomic():
+            cursor = self.db.conn.executemany(
+                "INSERT INTO vectors (chunk_id, vector)"
+                " SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+                [(int(i), vector_blob(v)) for i, v in zip(ids, vectors, strict=True)],
+            )
+        return cursor.rowcount
+
+    def clear_vectors(self) -> None:
+        self.db.execute("DELETE FROM vectors")
+
+    def vector_ids(self) -> np.ndarray:
+        """Sorted ids of the chunks that have a vector (foreign keys keep them live)."""
+        rows = self.db.conn.execute("SELECT chunk_id FROM vectors ORDER BY chunk_id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def without_vectors(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that have no vector (pending)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT chunk_id FROM vectors WHERE chunk_id IN ({marks})"
+        return set(ids) - {row[0] for row in self.db.conn.execute(sql, list(ids))}
+
+    def has_vectors(self) -> bool:
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM vectors)").fetchone()[0])
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the database may have changed: commits of other connections
+        (data_version) or writes of this one (total_changes)."""
+        (data_version,) = self.db.conn.execute("PRAGMA data_version").fetchone()
+        return data_version, self.db.conn.total_changes
+
+    def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """(len(ids), dim) float32 in the order of `ids`."""
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        position = {int(i): row for row, i in enumerate(ids)}
+        for start in range(0, len(ids), 500):
+            batch = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT chunk_id, vector FROM vectors WHERE chunk_id IN ({marks})"
+            for chunk_id, blob in self.db.conn.execute(sql, batch):
+                out[position[chunk_id]] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every live embedded chunk, streamed in id order."""
+        ids = self.vector_ids()
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        cursor = self.db.conn.execute("SELECT vector FROM vectors ORDER BY chunk_id")
+        for row, (blob,) in enumerate(cursor):
+            out[row] = np.frombuffer(blob, dtype="<f4")
+        return ids, out
+
+    # --- reading chunks ----------------------------------------------------------------------
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT c.id, f.path, c.start_line, c.end_line, c.heading, c.text FROM chunks c"
+            f" JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})",
+            list(ids),
+        )
+        return {row[0]: ChunkRow(*row) for row in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Files, chunks, embedded and pending chunks (cached until the database changes)."""
+        version = self.version()
+        if self._counts is None or self._counts[0] != version:
+            (files,) = self.db.execute("SELECT count(*) FROM files").fetchone()
+            (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+            (embedded,) = self.db.execute("SELECT count(*) FROM vectors").fetchone()
+            counts = {"files": files, "chunks": chunks, "embedded": embedded}
+            self._counts = version, {**counts, "pending": chunks - embedded}
+        return dict(self._counts[1])
+
+    # --- runs --------------------------------------------------------------------------------
+
+    def start_run(self, started_at: str) -> int:
+        """Record a run; runs still marked running were killed (the caller holds the lock)."""
+        self.db.execute("UPDATE runs SET status = 'killed' WHERE status = 'running'")
+        cursor = self.db.execute(
+            "INSERT INTO runs (started_at, status) VALUES (?, 'running')", [started_at]
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self, run_id: int, finished_at: str, status: str, summary: dict[str, Any]
+    ) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+            [finished_at, status, json.dumps(summary), run_id],
+        )
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "started_at": row[0],
+            "finished_at": row[1],
+            "status": row[2],
+            "summary": json.loads(row[3]) if row[3] else None,
+        }
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """What breaks the collection's invariants; empty when it is consistent."""
+        found = []
+        (integrity,) = self.db.execute("PRAGMA integrity_check").fetchone()
+        if integrity != "ok":
+            found.append(f"SQLite integrity check: {integrity}")
+        (orphans,) = self.db.execute(
+            "SELECT count(*) FROM vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)"
+        ).fetchone()
+        if orphans:
+            found.append(f"{orphans} vectors belong to no chunk")
+        (loose,) = self.db.execute(
+            "SELECT count(*) FROM chunks WHERE file_id NOT IN (SELECT id FROM files)"
+        ).fetchone()
+        if loose:
+            found.append(f"{loose} chunks belong to no file")
+        dim = self.get_meta("dim")
+        if dim is not None:
+            (bad,) = self.db.execute(
+                "SELECT count(*) FROM vectors WHERE length(vector) != ?", [4 * dim]
+            ).fetchone()
+            if bad:
+                found.append(f"{bad} vectors are not {dim}-dimensional")
+        try:
+            self.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as error:
+            found.append(f"full-text index out of step with the chunks: {error}")
+        return found

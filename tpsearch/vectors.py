@@ -1,0 +1,301 @@
+"""The FAISS index over chunk vectors: a cache of what SQLite holds, rebuilt or topped up at will.
+
+Exact inner-product search up to `exact_max` vectors; above that an IVF index (inverted lists
+over k-means cells) whose `nprobe` is tuned when it is built, on queries drawn from the data,
+until its recall@10 against exact search reaches `tuned_recall`, then doubled as a margin for
+queries unlike the documents. Both index kinds take chunk ids
+as FAISS ids and support removal, so a re-run adds and removes vectors without a rebuild.
+Saving writes a temporary file and renames it over the old one: a reader, or a crash, sees the
+old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tpsearch.store import Store
+
+IndexKind = Literal["exact", "ivf"]
+FEW_QUERIES = 8  # searches of up to this many queries run on one thread
+
+
+@dataclass(frozen=True)
+class VectorPolicy:
+    """When to go approximate, and how good approximate must be."""
+
+    exact_max: int = 100_000  # exact search stays well under 50 ms up to about here on a CPU
+    tuned_recall: float = 0.97  # IVF nprobe target on sample queries (a margin above 0.95)
+    tuning_queries: int = 100
+    min_probe_fraction: int = 32  # always probe at least 1/32 of the cells
+    probe_margin: int = 2  # then probe this many times more: real queries are not documents
+    seed: int = 0
+
+
+class VectorIndex:
+    """A FAISS index whose ids are chunk ids."""
+
+    def __init__(self, index: Any, kind: IndexKind) -> None:
+        self.index = index
+        self.kind = kind
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        return int(self.index.nlist) if self.kind == "ivf" else 0
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.index.nprobe) if self.kind == "ivf" else 0
+
+    def describe(self) -> dict[str, Any]:
+        """Kind and size, for `tpsearch status`."""
+        return {
+            "kind": self.kind,
+            "vectors": self.ntotal,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+        }
+
+    @classmethod
+    def empty(cls, dim: int) -> VectorIndex:
+        import faiss
+
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "exact")
+
+    @classmethod
+    def build(
+        cls, ids: np.ndarray, vectors: np.ndarray, dim: int, policy: VectorPolicy | None = None
+    ) -> VectorIndex:
+        """The index kind that suits len(ids) vectors, holding them."""
+        policy = policy or VectorPolicy()
+        if len(ids) <= policy.exact_max:
+            built = cls.empty(dim)
+        else:
+            built = cls._trained_ivf(vectors, dim, policy)
+        built.add(ids, vectors)
+        if built.kind == "ivf":
+            built.index.nprobe = tune_nprobe(built, ids, vectors, policy)
+        return built
+
+    @classmethod
+    def _trained_ivf(cls, vectors: np.ndarray, dim: int, policy: VectorPolicy) -> VectorIndex:
+        import faiss
+
+        nlist = ideal_nlist(len(vectors))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        rng = np.random.default_rng(policy.seed)
+        sample = rng.choice(len(vectors), size=min(len(vectors), 64 * nlist), replace=False)
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)]))
+        return cls(index, "ivf")
+
+    def suits(self, n: int, policy: VectorPolicy | None = None) -> bool:
+        """Whether this index kind (and IVF cell count) is still right for n vectors."""
+        policy = policy or VectorPolicy()
+        if self.kind == "exact":
+            return n <= policy.exact_max
+        return n > policy.exact_max // 2 and self.nlist / 2 <= ideal_nlist(n) <= self.nlist * 2
+
+    def ids(self) -> np.ndarray:
+        """The chunk ids held, sorted."""
+        import faiss
+
+        if self.kind == "exact":
+            return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64))
+        lists = self.index.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(self.nlist)
+            if lists.list_size(i)
+        ]
+        return np.sort(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+            )
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (len(queries), k); ids -1 where fewer than k were found."""
+        import faiss
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if self.ntotal == 0:
+            empty = np.full((len(queries), k), -1, dtype=np.int64)
+            return np.zeros((len(queries), k), dtype=np.float32), empty
+        params: Any = None
+        if allowed is not None:
+            params = faiss.SearchParametersIVF() if self.kind == "ivf" else faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            if self.kind == "ivf":  # a filter empties cells: look into more of them
+                params.nprobe = min(self.nlist, 4 * self.nprobe)
+        if len(queries) > FEW_QUERIES:
+            return self.index.search(queries, k, params=params)
+        # A few queries scan at most exact_max vectors, or a few IVF cells: waking OpenMP
+        # threads costs more than it saves (5x more on a busy 2-core machine). The setting
+        # is per calling thread in OpenMP, so other threads keep theirs.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a temporary file, flushed, then renamed over `path`."""
+        import faiss
+
+        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        try:
+            faiss.write_index(self.index, str(temporary))
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_folder(path.parent)
+
+    @classmethod
+    def load(cls, path: Path) -> VectorIndex | None:
+        """The index saved at `path`; None when it is missing or unreadable (then rebuild)."""
+        import faiss
+
+        if not path.is_file():
+            return None
+        try:
+            index = faiss.read_index(str(path))
+        except (RuntimeError, MemoryError):
+            return None
+        if isinstance(index, faiss.IndexIDMap2):
+            return cls(index, "exact")
+        if isinstance(index, faiss.IndexIVFFlat):
+            return cls(index, "ivf")
+        return None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable; some platforms cannot open folders, which is fine."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def ideal_nlist(n: int) -> int:
+    """IVF cells for n vectors: about sqrt(n), each cell holding about sqrt(n) vectors."""
+    return max(16, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(n))))))
+
+
+def exact_neighbours(
+    vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 65536
+) -> np.ndarray:
+    """Row positions of the exact top-k by inner product (ground truth for recall).
+
+    Block by block, so that a million vectors are not copied into a second index.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(vectors), block):
+        scores = queries @ vectors[start : start + block].T
+        rows = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        rows = np.concatenate([best_rows, rows], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(scores, keep, axis=1)
+        best_rows = np.take_along_axis(rows, keep, axis=1)
+    return best_rows
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of the true top-k found, over queries."""
+    pairs = zip(found, truth, strict=True)
+    hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in pairs)
+    return hits / truth.size
+
+
+def tune_nprobe(
+    index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, policy: VectorPolicy
+) -> int:
+    """The smallest nprobe (doubling from a floor) whose recall@10 reaches the target, times
+    the margin.
+
+    The queries are stored vectors left out of their own results (leave-one-out): points from
+    the collection's own distribution. Real queries (short questions) often lie farther from
+    every document cluster, where IVF needs more cells; the margin pays for that.
+    """
+    k = min(10, len(vectors) - 1)
+    rng = np.random.default_rng(policy.seed)
+    rows = rng.choice(len(vectors), size=min(len(vectors), policy.tuning_queries), replace=False)
+    queries, own = vectors[rows], np.asarray(ids)[rows]
+    truth = _without_own(np.asarray(ids)[exact_neighbours(vectors, queries, k + 1)], own, k)
+    nprobe = max(1, index.nlist // policy.min_probe_fraction)  # a floor for unlike queries
+    while True:
+        index.index.nprobe = nprobe
+        found = _without_own(index.index.search(queries, k + 1)[1], own, k)
+        if nprobe >= index.nlist or recall_at(found, truth) >= policy.tuned_recall:
+            return min(index.nlist, nprobe * policy.probe_margin)
+        nprobe *= 2
+
+
+def _without_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Each row's first k ids other than the query's own (-1 padded)."""
+    out = np.full((len(found), k), -1, dtype=np.int64)
+    for row, (ids, skip) in enumerate(zip(found, own, strict=True)):
+        kept = ids[ids != skip][:k]
+        out[row, : len(kept)] = kept
+    return out
+
+
+def sync(
+    index: VectorIndex | None,
+    store: Store,
+    dim: int,
+    policy: VectorPolicy | None = None,
+) -> tuple[VectorIndex, bool]:
+    """Bring `index` in step with the vectors in SQLite: (index, whether anything changed).
+
+    Ids are compared, not trusted: vectors of chunks gone from SQLite are removed, vectors
+    missing from the index are added. A missing index, one of another dimension, or one whose
+    kind no longer suits the collection's size is rebuilt from SQLite.
+    """
+    policy = policy or VectorPolicy()
+    wanted = store.vector_ids()
+    if index is None or index.dim != dim or not index.suits(len(wanted), policy):
+        ids, vectors = store.all_vectors(dim)
+        return VectorIndex.build(ids, vectors, dim, policy), True
+    held = index.ids()
+    if np.array_equal(held, wanted):
+        return index, False
+    index.remove(np.setdiff1d(held, wanted, assume_unique=True))
+    missing = np.setdiff1d(wanted, held, assume_unique=True)
+    index.add(missing, store.vectors_for(missing, dim))
+    return index, True
