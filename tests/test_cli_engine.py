@@ -79,6 +79,44 @@ def test_calibrate_saves_and_later_runs_use_it(
     assert settings["exit_layer"].startswith(f"{best['exit_layer']} of")
 
 
+def test_terminal_output_of_the_engine_commands(
+    tiny_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    shown = runner.invoke(app, ["inspect", "A cat sat.", *model_args(tiny_model())])
+    assert shown.exit_code == 0
+    assert "<PST>" in shown.stdout and "◀ pooled" in shown.stdout and "kv cache" in shown.stdout
+    data = tmp_path / "pairs.tsv"
+    data.write_text(
+        "A man plays.\tA man is playing.\t4.8\nA dog runs.\tMarkets fell.\t0.1\n"
+        "A cat sleeps.\tA cat is asleep.\t4.5\nbroken\n",
+        encoding="utf-8",
+    )
+    scored = runner.invoke(app, ["eval", "sts", str(data), *model_args(tiny_model())])
+    assert scored.exit_code == 0
+    assert "with TP" in scored.stdout and "without TP" in scored.stdout
+    assert "1 malformed rows skipped" in scored.stdout
+    swept = runner.invoke(
+        app, ["calibrate", "--data", str(data), "--tp-ends", "2", *model_args(tiny_model())]
+    )
+    assert swept.exit_code == 0, swept.output
+    assert "best: TP layers [1, 2)" in swept.stdout and "no TP" in swept.stdout
+    as_array = runner.invoke(
+        app, ["embed", "a", "b", "--format", "json", *model_args(tiny_model())]
+    )
+    assert np.array(json.loads(as_array.stdout)).shape == (2, 64)
+
+
+def test_calibrating_on_unusable_data_is_one_clear_line(
+    tiny_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    data = tmp_path / "one.tsv"
+    data.write_text("A.\tB.\t3\n", encoding="utf-8")
+    result = runner.invoke(app, ["calibrate", "--data", str(data), *model_args(tiny_model())])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Spearman needs at least 3 pairs" in result.stderr
+
+
 def test_truncation_is_reported_on_stderr(tiny_model: Callable[[str], Path]) -> None:
     long_text = "word " * 100
     args = ["embed", long_text, "--max-length", "24", *model_args(tiny_model())]

@@ -33,6 +33,12 @@ def test_fill_replaces_double_quotes_strips_and_locates_text_and_slot() -> None:
     assert custom.pst_char == 5 and custom.head_end == 0
 
 
+def test_a_space_goes_with_the_slot_only_when_there_is_one_on_each_side() -> None:
+    assert Template.resolve("Sentence: <PST>{text}").baseline() == ("Sentence: {text}", 10)
+    assert Template.resolve("Sentence:<PST> {text}").baseline() == ("Sentence: {text}", 9)
+    assert Template.resolve("Sentence: <PST> {text}").baseline() == ("Sentence: {text}", 10)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -92,6 +98,22 @@ def test_tp_layers_must_feed_layers_that_run() -> None:
     assert off.copies == 0 and not off.tp
     no_slot = resolve_tp_settings(EncoderSettings(template="Say {text} now"), "m", 24)
     assert not no_slot.tp, "a template without <PST> is the plain prompt baseline"
+    assert no_slot.source.endswith("template without <PST>: plain prompt")
+    with pytest.raises(ConfigError, match="no <PST> slot"):
+        resolve_tp_settings(EncoderSettings(template="Say {text} now", tp_end=3), "m", 24)
+
+
+def test_shallow_models_get_valid_defaults() -> None:
+    for layers in (1, 2, 3):
+        resolved = resolve_tp_settings(EncoderSettings(), "m", layers)
+        assert 0 <= resolved.tp_start <= resolved.tp_end <= resolved.exit_layer <= layers
+
+
+def test_a_calibration_for_another_depth_is_ignored_visibly() -> None:
+    stale = LayerPreset("calibrated on dev", 32, "pcot", 1, 4, 30)
+    resolved = resolve_tp_settings(EncoderSettings(), "m", 24, stale)
+    assert (resolved.tp_end, resolved.exit_layer) == (5, 20)
+    assert resolved.source.startswith("(a calibration for 32 layers was ignored)")
 
 
 def test_settings_validate_and_round_trip() -> None:

@@ -39,7 +39,9 @@ def _corpus() -> Iterator[str]:
             yield cols[6]
 
 
-def build_tokenizer(with_bos: bool, vocab_size: int = 1024):  # type: ignore[no-untyped-def]
+def build_tokenizer(  # type: ignore[no-untyped-def]
+    with_bos: bool, vocab_size: int = 1024, with_eos: bool = False
+):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -55,9 +57,12 @@ def build_tokenizer(with_bos: bool, vocab_size: int = 1024):  # type: ignore[no-
     )
     tok.train_from_iterator(_corpus(), trainer)
     if with_bos:
-        bos = tok.token_to_id("<|bos|>")
+        bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
+        end = " <|eos|>" if with_eos else ""  # some tokenizers (add_eos_token) append one
         tok.post_processor = processors.TemplateProcessing(
-            single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[("<|bos|>", bos)]
+            single=f"<|bos|> $A{end}",
+            pair=f"<|bos|> $A{end} <|bos|> $B{end}",
+            special_tokens=[("<|bos|>", bos), ("<|eos|>", eos)],
         )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -69,20 +74,23 @@ def build_tokenizer(with_bos: bool, vocab_size: int = 1024):  # type: ignore[no-
 def build_config(family: str, vocab_size: int, **shape: int):  # type: ignore[no-untyped-def]
     import transformers as tf
 
+    windowed = {"sliding_window": 4096, **shape}  # windows matter only when a test asks
     shape = {**TINY, **shape}
+    shape.pop("sliding_window", None)
     ids = dict(bos_token_id=0, eos_token_id=1, pad_token_id=2)
     if family == "llama":
         return tf.LlamaConfig(vocab_size=vocab_size, **shape, **ids)
     if family == "qwen2":
         return tf.Qwen2Config(vocab_size=vocab_size, tie_word_embeddings=True, **shape, **ids)
     if family == "mistral":
-        return tf.MistralConfig(vocab_size=vocab_size, sliding_window=4096, **shape, **ids)
+        window = windowed["sliding_window"]
+        return tf.MistralConfig(vocab_size=vocab_size, sliding_window=window, **shape, **ids)
     if family == "gemma2":
         return tf.Gemma2Config(
             vocab_size=vocab_size,
             head_dim=16,
             query_pre_attn_scalar=16,
-            sliding_window=4096,
+            sliding_window=windowed["sliding_window"],
             **shape,
             **ids,
         )
@@ -94,14 +102,19 @@ def build_config(family: str, vocab_size: int, **shape: int):  # type: ignore[no
 
 
 def save_tiny_model(
-    path: Path, family: str = "qwen2", seed: int = 0, dtype: str = "float32", **shape: int
+    path: Path,
+    family: str = "qwen2",
+    seed: int = 0,
+    dtype: str = "float32",
+    with_eos: bool = False,
+    **shape: int,
 ) -> Path:
     """Write a random-weight `family` model and its tokenizer to `path` (fp32 weights unless
     `dtype` says otherwise: hub checkpoints are mostly bf16)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tokenizer = build_tokenizer(with_bos=family in BOS_FAMILIES)
+    tokenizer = build_tokenizer(with_bos=family in BOS_FAMILIES, with_eos=with_eos)
     config = build_config(family, vocab_size=len(tokenizer), **shape)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(getattr(torch, dtype))

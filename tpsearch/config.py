@@ -122,10 +122,16 @@ def published_preset(model_id: str, num_layers: int) -> LayerPreset | None:
 
 def depth_scaled_preset(num_layers: int) -> LayerPreset:
     """The LLaMA-2-7B PromptEOL setting (TP on layers 1..6, exit 27 of 32) scaled to a depth."""
-    tp_end = max(2, round(7 * num_layers / 32))
-    exit_layer = max(tp_end, round(27 * num_layers / 32))
+    tp_end = min(num_layers, max(2, round(7 * num_layers / 32)))
+    exit_layer = min(num_layers, max(tp_end, round(27 * num_layers / 32)))
+    tp_start = min(1, tp_end)
     return LayerPreset(
-        f"depth-scaled ({num_layers} layers)", num_layers, DEFAULT_TEMPLATE, 1, tp_end, exit_layer
+        f"depth-scaled ({num_layers} layers)",
+        num_layers,
+        DEFAULT_TEMPLATE,
+        tp_start,
+        tp_end,
+        exit_layer,
     )
 
 
@@ -168,14 +174,16 @@ def resolve_tp_settings(
     wanted = Template.resolve(settings.template) if settings.template is not None else None
     base: LayerPreset | None = None
     source = ""
-    if calibrated is not None and wanted in (None, Template.resolve(calibrated.template)):
+    if calibrated is not None and calibrated.num_layers != num_layers:
+        source = f"(a calibration for {calibrated.num_layers} layers was ignored) "
+    elif calibrated is not None and wanted in (None, Template.resolve(calibrated.template)):
         base, source = calibrated, calibrated.name
     if base is None:
         base = published_preset(model_id, num_layers)
-        source = f"published ({base.name})" if base else ""
+        source += f"published ({base.name})" if base else ""
     if base is None:
         base = depth_scaled_preset(num_layers)
-        source = base.name
+        source += base.name
     overridden = [
         name
         for name in ("template", "tp_start", "tp_end", "exit_layer")
@@ -190,12 +198,19 @@ def resolve_tp_settings(
     exit_index = normalise_exit(
         settings.exit_layer if settings.exit_layer is not None else base.exit_layer, num_layers
     )
+    if settings.tp and not template.has_pst:
+        if settings.tp_start is not None or settings.tp_end is not None:
+            raise ConfigError(
+                "Token Prepending layers were given, but the template has no <PST> slot: put "
+                "<PST> before {text} in the template, or pass --no-tp"
+            )
+        source += "; template without <PST>: plain prompt"
     tp = settings.tp and template.has_pst
     if tp and not 0 <= tp_start <= tp_end <= exit_index:
         raise ConfigError(
             f"Token Prepending layers [{tp_start}, {tp_end}) must satisfy "
             f"0 <= tp_start <= tp_end <= exit layer ({exit_index}): a copy can only feed a layer "
-            "that runs"
+            f"that runs (settings from: {source})"
         )
     if not tp:
         tp_start = tp_end = 0

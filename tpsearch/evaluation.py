@@ -174,6 +174,15 @@ def pair_spearmans(
     }
 
 
+def _require_scorable(pairs: SentencePairs) -> None:
+    """A rank correlation needs at least 3 pairs whose gold scores are not all equal."""
+    if len(pairs) < 3 or np.ptp(pairs.scores) == 0:
+        raise DataError(
+            f"{pairs.source}: {len(pairs)} pairs with {len(set(pairs.scores.tolist()))} distinct "
+            "gold scores: Spearman needs at least 3 pairs and 2 different scores"
+        )
+
+
 def _unique_sentences(pairs: SentencePairs) -> tuple[list[str], dict[str, int]]:
     sentences = list(dict.fromkeys(pairs.first + pairs.second))
     return sentences, {s: i for i, s in enumerate(sentences)}
@@ -195,6 +204,7 @@ def evaluate_sts(
     encoder: TPEncoder, pairs: SentencePairs, batch_size: int = 32, progress: Progress | None = None
 ) -> StsResult:
     """Score `pairs` with TP (the encoder's settings) and without (same template and exit)."""
+    _require_scorable(pairs)
     sentences, index = _unique_sentences(pairs)
     with_tp = encoder if encoder.tp.tp else None
     if with_tp is None and encoder.tp.template.has_pst:
@@ -255,11 +265,18 @@ class CalibrationResult:
     @property
     def best(self) -> tuple[int, int, float]:
         """(tp_end, exit layer, Spearman x100) of the best valid setting."""
+        if not np.isfinite(self.grid).any():
+            raise DataError(
+                "no setting gave a defined Spearman correlation (every similarity was equal): "
+                "check the model and the data"
+            )
         row, column = np.unravel_index(np.nanargmax(self.grid), self.grid.shape)
         return self.tp_ends[row], self.exits[column], float(self.grid[row, column])
 
     @property
     def best_baseline(self) -> tuple[int, float]:
+        if not np.isfinite(self.baseline).any():
+            return self.exits[-1], math.nan
         column = int(np.nanargmax(self.baseline))
         return self.exits[column], float(self.baseline[column])
 
@@ -298,6 +315,7 @@ def calibrate(
     """Sweep the TP end layer (one pass each, every exit layer at once) plus a no-TP pass."""
     if not encoder.tp.template.has_pst:
         raise ConfigError("calibration needs a template with <PST>: Token Prepending sweeps it")
+    _require_scorable(pairs)
     num_layers = encoder.tp.num_layers
     tp_start = encoder.tp.tp_start if encoder.tp.tp else 1
     ends = tuple(sorted(set(tp_ends))) if tp_ends else default_tp_ends(tp_start, num_layers)

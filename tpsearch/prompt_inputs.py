@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tpsearch.errors import ConfigError
+from tpsearch.config import PADDING_SIDES, PaddingSide
+from tpsearch.errors import ConfigError, choice_error
 from tpsearch.templates import Filled, Template
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class PromptRow:
     pst: int | None  # index of the slot; None without Token Prepending
     text_start: int  # first token of the text (mean pooling span)
     text_end: int  # one past its last token (== text_start for an empty text)
-    head: int  # tokens of the constant template head (before the slot / the text)
+    head: int  # tokens of the constant template head: before both the <PST> slot and the text
     truncated: bool  # the text was cut to fit max_length
 
 
@@ -92,9 +93,14 @@ def _tokenize_filled(tokenizer: Any, fills: Sequence[Filled]) -> list[PromptRow]
 def _place(
     ids: list[int], offsets: list[tuple[int, int]], special: list[int], filled: Filled
 ) -> PromptRow:
-    """Find the text's tokens and the template head, and insert the <PST> slot."""
+    """Find the text's tokens and the template head, and insert the <PST> slot.
+
+    Special tokens after the prompt (an EOS some tokenizers append) are dropped: the last
+    prompt token, which carries the embedding, is the template's own last token.
+    """
     real = [j for j in range(len(ids)) if not special[j]]
     after_real = real[-1] + 1 if real else len(ids)
+    ids = ids[:after_real]
 
     def first_ending_after(char: int) -> int:
         return next((j for j in real if offsets[j][1] > char), after_real)
@@ -112,7 +118,7 @@ def _place(
     def shift(j: int) -> int:
         return j + 1 if j >= slot else j
 
-    return PromptRow(tuple(ids), slot, shift(text_start), shift(text_end), slot, False)
+    return PromptRow(tuple(ids), slot, shift(text_start), shift(text_end), head, False)
 
 
 def _shorten(
@@ -141,10 +147,19 @@ def _shorten(
 
 
 def assemble(
-    rows: Sequence[PromptRow], pad_id: int, padding_side: str, past_length: int = 0
+    rows: Sequence[PromptRow], pad_id: int, padding_side: PaddingSide, past_length: int = 0
 ) -> ModelInputs:
-    """Pad `rows` into one batch, leaving out the first `past_length` tokens of every row."""
+    """Pad `rows` into one batch, leaving out the first `past_length` tokens of every row.
+
+    Behind a cached head the rows are always right-padded: padding between the head and the
+    text would push the head out of a sliding attention window that counts columns.
+    """
     import torch
+
+    if padding_side not in PADDING_SIDES:
+        raise choice_error("padding side", padding_side, PADDING_SIDES)
+    if past_length:
+        padding_side = "right"
 
     lengths = [len(row.ids) - past_length for row in rows]
     width = max(lengths, default=0)

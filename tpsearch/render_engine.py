@@ -103,9 +103,15 @@ def render_vectors(console: Console, texts: list[str], vectors: np.ndarray, fmt:
         console.out(json.dumps(rounded.tolist()), highlight=False)
 
 
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined correlation is null."""
+    return None if value is None or math.isnan(value) else round(value, 3)
+
+
 def render_sts(console: Console, result: StsResult, as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(result.__dict__))
+        data = {**result.__dict__, "tp": _finite(result.tp), "baseline": _finite(result.baseline)}
+        console.print_json(json.dumps(data))
         return
     table = Table(title=f"STS: {result.pairs} pairs (Spearman x100 of cosine similarity)")
     table.add_column("method")
@@ -130,13 +136,14 @@ def render_calibration(
     if as_json:
         data = {
             "tp_start": result.tp_start,
-            "best": {"tp_end": tp_end, "exit_layer": exit_layer, "spearman": score},
-            "baseline_best": {"exit_layer": base_exit, "spearman": base_score},
+            "best": {"tp_end": tp_end, "exit_layer": exit_layer, "spearman": _finite(score)},
+            "baseline_best": {"exit_layer": base_exit, "spearman": _finite(base_score)},
             "tp_ends": list(result.tp_ends),
             "exits": list(result.exits),
-            "grid": [[None if math.isnan(v) else round(v, 3) for v in row] for row in result.grid],
-            "baseline": [round(v, 3) for v in result.baseline],
+            "grid": [[_finite(v) for v in row] for row in result.grid],
+            "baseline": [_finite(v) for v in result.baseline],
             "pairs": result.pairs,
+            "skipped": result.skipped,
             "saved_to": saved_to,
         }
         console.print_json(json.dumps(data))
@@ -166,6 +173,8 @@ def render_calibration(
         f"[bold]{score:.2f}[/] (without TP: {base_score:.2f} at exit {base_exit}, "
         f"{score - base_score:+.2f})"
     )
+    if result.skipped:
+        console.print(Text(f"{result.skipped} malformed rows skipped", style="yellow"))
     if saved_to:
         console.print(f"saved for this model in {saved_to}; later runs use it unless flags say")
 

@@ -76,15 +76,14 @@ class Template:
             )
 
     def baseline(self) -> tuple[str, int | None]:
-        """The template without `<PST>` (and one space beside it), and where the slot was."""
+        """The template without `<PST>`, and where the slot was: `a <PST> b` becomes `a b`
+        (one of the two spaces goes with the slot), `a <PST>b` becomes `a b`."""
         if not self.has_pst:
             return self.text, None
         at = self.text.index(PST)
         before, after = self.text[:at], self.text[at + len(PST) :]
-        if after.startswith(" "):
+        if before.endswith(" ") and after.startswith(" "):
             after = after[1:]
-        elif before.endswith(" "):
-            before = before[:-1]
         return before + after, len(before)
 
     def fill(self, text: str, *, with_pst: bool) -> Filled:

@@ -18,7 +18,6 @@ family); the copies run as forward pre-hooks and the exit as a forward hook that
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,9 +28,11 @@ import numpy as np
 
 from tpsearch.backbone import Backbone, load_backbone, quiet_libraries
 from tpsearch.calibration import CalibrationStore
-from tpsearch.config import EncoderSettings, TPSettings, resolve_tp_settings
+from tpsearch.config import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
 from tpsearch.encoder import fingerprint_of
 from tpsearch.errors import ConfigError, TpsearchWarning
+from tpsearch.head_cache import ExitReached, HeadCache, cacheable_head
+from tpsearch.placeholder import placeholder_vector
 from tpsearch.prompt_inputs import (
     ModelInputs,
     PromptRow,
@@ -46,16 +47,10 @@ if TYPE_CHECKING:
 
 # Settings that change which model is loaded; a variant() must keep them.
 _LOADING_FIELDS = ("model", "precision", "device", "trust_remote_code")
-# The constant template head is worth caching once it is this many tokens (see benchmarks/).
-AUTO_PREFIX_CACHE_MIN_TOKENS = 4
 
 
 class TruncationWarning(TpsearchWarning):
     """Some texts were longer than max_length tokens and were cut."""
-
-
-class _ExitReached(Exception):
-    """Raised by the exit layer's hook: everything after it is skipped."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +95,8 @@ class TPEncoder:
         self.tp: TPSettings = resolve_tp_settings(
             self.requested, self.backbone.model_id, self.backbone.num_layers, calibrated
         )
-        self.pst_vector = self._placeholder_vector()  # (H,)
-        self._prefix: _PrefixCache | None = None
+        self.pst_vector = placeholder_vector(self.backbone, self.requested.pst_init)  # (H,)
+        self._prefix: HeadCache | None = None
         self.last_stats = EncodeStats()
 
     # -- identity -----------------------------------------------------------------------------
@@ -170,7 +165,9 @@ class TPEncoder:
             max_length=self.requested.max_length,
         )
 
-    def build_inputs(self, texts: Sequence[str], padding_side: str | None = None) -> ModelInputs:
+    def build_inputs(
+        self, texts: Sequence[str], padding_side: PaddingSide | None = None
+    ) -> ModelInputs:
         """The exact model input for `texts` as one padded batch (no prefix cache applied)."""
         side = padding_side or self.requested.padding_side
         return assemble(self.prompt_rows(texts), self._pad_id, side)
@@ -178,13 +175,10 @@ class TPEncoder:
     def explain(self, text: str) -> PromptView:
         """The prompt for `text` token by token: the <PST> slot, the text, what gets pooled."""
         row = self.prompt_rows([text])[0]
-        head = row.ids[: row.head]
-        cached = self.requested.prefix_cache != "off" and (
-            self.requested.prefix_cache == "on" or len(head) >= AUTO_PREFIX_CACHE_MIN_TOKENS
-        )
+        head = cacheable_head([row], self.requested.prefix_cache) or ()
         prompt = self.tp.template.fill(text, with_pst=False).prompt
         return describe_prompt(
-            self.backbone.tokenizer, prompt, row, self.requested.pooling, len(head) if cached else 0
+            self.backbone.tokenizer, prompt, row, self.requested.pooling, len(head)
         )
 
     @property
@@ -297,7 +291,7 @@ class TPEncoder:
                     h = output[0] if isinstance(output, tuple) else output  # (B, T, H)
                     pooled[layer] = torch.nn.functional.normalize(pool(h), dim=-1)
                     if layer == deepest:
-                        raise _ExitReached
+                        raise ExitReached
 
                 return hook
 
@@ -323,7 +317,7 @@ class TPEncoder:
                     past_key_values=cache,
                     use_cache=cache is not None,
                 )
-            except _ExitReached:
+            except ExitReached:
                 pass
             finally:
                 for handle in handles:
@@ -349,91 +343,11 @@ class TPEncoder:
 
     # -- the <PST> slot and the template head ------------------------------------------------
 
-    def _placeholder_vector(self) -> torch.Tensor:
-        """The <PST> slot's input vector (the paper: the choice moves STS by <= 0.01 points)."""
-        import torch
-
-        embed = self.backbone.embed_tokens
-        weight: torch.Tensor = embed.weight  # type: ignore[assignment]  # (V, H)
-        scale = float(getattr(embed, "embed_scale", 1.0))  # Gemma scales inside the embedding
-        how = self.requested.pst_init
-        if how == "zeros":
-            vector = torch.zeros(weight.shape[1])
-        elif how == "mean":
-            vector = _row_mean(weight) * scale
-        elif how == "random":
-            generator = torch.Generator().manual_seed(0)
-            std = float((_row_mean(weight * weight) - _row_mean(weight) ** 2).mean().sqrt())
-            vector = torch.randn(weight.shape[1], generator=generator) * std * scale
-        else:
-            text = how.removeprefix("token:")
-            ids = self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise ConfigError(
-                    f"--pst-init {how!r}: {text!r} is {len(ids)} tokens for this tokenizer; "
-                    "give text that is exactly one token (e.g. 'token: ' for a space)"
-                )
-            with torch.inference_mode():
-                vector = embed(torch.tensor([ids], device=weight.device))[0, 0]
-        return vector.to(device=self.backbone.device, dtype=self.backbone.dtype)
-
-    def _prefix_cache(self, rows: Sequence[PromptRow], depth: int) -> _PrefixCache | None:
+    def _prefix_cache(self, rows: Sequence[PromptRow], depth: int) -> HeadCache | None:
         """The template head's keys/values through layer `depth`, when every row starts with it."""
-        mode = self.requested.prefix_cache
-        if mode == "off" or not rows:
+        head = cacheable_head(rows, self.requested.prefix_cache)
+        if head is None:
             return None
-        head = rows[0].ids[: rows[0].head]  # tokens before the <PST> slot / the text
-        if not head or (mode == "auto" and len(head) < AUTO_PREFIX_CACHE_MIN_TOKENS):
-            return None
-        if not all(row.head >= len(head) and row.ids[: len(head)] == head for row in rows):
-            return None  # a text merged into the head's last token: run this batch in full
-        if self._prefix is None or self._prefix.ids != head or self._prefix.depth < depth:
-            self._prefix = _PrefixCache.build(self.backbone, head, depth)
+        if self._prefix is None or not self._prefix.serves(head, depth):
+            self._prefix = HeadCache.build(self.backbone, head, depth)
         return self._prefix
-
-
-def _row_mean(matrix: torch.Tensor, rows_per_step: int = 8192) -> torch.Tensor:
-    """Mean of the rows in float32, a slice at a time: no float32 copy of a 150k-row vocabulary."""
-    total = sum(part.float().sum(dim=0) for part in matrix.split(rows_per_step))
-    return total / matrix.shape[0]
-
-
-@dataclass(frozen=True)
-class _PrefixCache:
-    """Keys and values of the constant template head: they never see anything TP changes."""
-
-    ids: tuple[int, ...]
-    depth: int  # layers 0 .. depth-1 hold keys and values
-    cache: Any  # a transformers DynamicCache for batch size 1
-
-    @classmethod
-    def build(cls, backbone: Backbone, ids: tuple[int, ...], depth: int) -> _PrefixCache:
-        import torch
-        from transformers import DynamicCache
-
-        def stop(*_: Any) -> None:
-            raise _ExitReached
-
-        cache = DynamicCache(config=backbone.model.config)
-        handle = backbone.layers[depth - 1].register_forward_hook(stop)
-        with torch.inference_mode(), quiet_libraries():
-            tokens = torch.tensor([ids], device=backbone.device)  # (1, P)
-            try:
-                backbone.model(
-                    inputs_embeds=backbone.embed_tokens(tokens),
-                    attention_mask=torch.ones_like(tokens),
-                    position_ids=torch.arange(len(ids), device=backbone.device)[None],
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-            except _ExitReached:
-                pass
-            finally:
-                handle.remove()
-        return cls(ids, depth, cache)
-
-    def for_batch(self, batch_size: int) -> Any:
-        """A fresh copy for one batch (the forward pass appends to it)."""
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(batch_size)
-        return cache

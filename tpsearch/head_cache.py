@@ -1,0 +1,87 @@
+"""Keys and values of the constant template head, computed once and reused by every batch.
+
+The tokens before both the <PST> slot and the text ("This sentence :") never attend to
+anything Token Prepending changes, so their keys and values are the same for every text
+(tp-semantics.md). They are computed once per encoder, at batch size 1, and copied into each
+batch; a batch whose rows do not all start with exactly these tokens (a text merged into
+the head's last token) simply runs in full.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tpsearch.backbone import quiet_libraries
+from tpsearch.config import PrefixCache
+from tpsearch.prompt_inputs import PromptRow
+
+if TYPE_CHECKING:
+    from tpsearch.backbone import Backbone
+
+# Worth caching from this many tokens (a batch copy of the cache costs little; see benchmarks).
+AUTO_MIN_TOKENS = 4
+
+
+class ExitReached(Exception):
+    """Raised by a forward hook to stop a pass: nothing after that module runs."""
+
+
+def cacheable_head(rows: Sequence[PromptRow], mode: PrefixCache) -> tuple[int, ...] | None:
+    """The template head every row starts with, if the cache should serve it."""
+    if mode == "off" or not rows:
+        return None
+    head = rows[0].ids[: rows[0].head]
+    if not head or (mode == "auto" and len(head) < AUTO_MIN_TOKENS):
+        return None
+    width = len(head)
+    for row in rows:
+        if row.head < width or row.ids[:width] != head or row.text_start < width:
+            return None
+    return head
+
+
+@dataclass(frozen=True)
+class HeadCache:
+    """The head's keys and values in layers 0 .. depth-1, for batch size 1."""
+
+    ids: tuple[int, ...]
+    depth: int
+    cache: Any  # a transformers DynamicCache
+
+    @classmethod
+    def build(cls, backbone: Backbone, ids: tuple[int, ...], depth: int) -> HeadCache:
+        import torch
+        from transformers import DynamicCache
+
+        def stop(*_: Any) -> None:
+            raise ExitReached
+
+        cache = DynamicCache(config=backbone.model.config)
+        handle = backbone.layers[depth - 1].register_forward_hook(stop)
+        with torch.inference_mode(), quiet_libraries():
+            tokens = torch.tensor([ids], device=backbone.device)  # (1, P)
+            try:
+                backbone.model(
+                    inputs_embeds=backbone.embed_tokens(tokens),
+                    attention_mask=torch.ones_like(tokens),
+                    position_ids=torch.arange(len(ids), device=backbone.device)[None],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+            except ExitReached:
+                pass
+            finally:
+                handle.remove()
+        return cls(ids, depth, cache)
+
+    def serves(self, ids: tuple[int, ...], depth: int) -> bool:
+        return self.ids == ids and self.depth >= depth
+
+    def for_batch(self, batch_size: int) -> Any:
+        """A fresh copy for one batch (the forward pass appends to it)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
