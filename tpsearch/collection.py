@@ -30,6 +30,8 @@ from tpsearch.store import DB_NAME, Store
 from tpsearch.vectors import VectorIndex, VectorPolicy, sync
 
 if TYPE_CHECKING:
+    from tpsearch.analysis import ClusterSettings, DedupeReport, DedupeSettings
+    from tpsearch.collection_analysis import ClusterOutcome, Level
     from tpsearch.indexing import IndexSummary, Progress
     from tpsearch.search import QueryResult
 
@@ -228,6 +230,25 @@ class Collection:
             overrides=dict(overrides or {}),
             encoder_factory=encoder_factory or default_encoder_factory,
         )
+
+    def dedupe(self, level: Level = "file", settings: DedupeSettings | None = None) -> DedupeReport:
+        """Groups of duplicate files or passages, from what is stored (no model, no file read)."""
+        from tpsearch.analysis import DedupeSettings
+        from tpsearch.collection_analysis import dedupe
+
+        return dedupe(self.store, level, settings or DedupeSettings())
+
+    def cluster(
+        self,
+        level: Level = "file",
+        settings: ClusterSettings | None = None,
+        with_map: bool = False,
+    ) -> ClusterOutcome:
+        """Topics of the stored embeddings, labelled with keywords; a 2-D map if asked."""
+        from tpsearch.analysis import ClusterSettings
+        from tpsearch.collection_analysis import cluster
+
+        return cluster(self.store, level, settings or ClusterSettings(), with_map)
 
     def status(self, check: bool = False) -> CollectionStatus:
         """What the collection holds; `check` also verifies every invariant (reads it all)."""

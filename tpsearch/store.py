@@ -119,6 +119,25 @@ class ChunkRow:
     text: str
 
 
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk with the facts of its file, as dedupe and cluster read them."""
+
+    chunk_id: int
+    file_id: int
+    path: str
+    start_line: int
+    end_line: int
+    start_byte: int
+    end_byte: int
+    text: str
+    file_size: int
+    mtime_ns: int  # 0: modified while it was scanned (too fresh to trust)
+    sha256: str  # of the file's bytes; '' when marked for re-chunking
+    encoding: str  # the codec that gives back the file's bytes (no byte-order mark)
+    indexed_at: str
+
+
 def vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
@@ -338,6 +357,16 @@ class Store:
             list(ids),
         )
         return {row[0]: ChunkRow(*row) for row in rows}
+
+    def chunk_records(self) -> list[ChunkRecord]:
+        """Every chunk with its file's facts, file by file, in document order."""
+        rows = self.db.execute(
+            "SELECT c.id, c.file_id, f.path, c.start_line, c.end_line, c.start_byte,"
+            " c.end_byte, c.text, f.size, f.mtime_ns, f.sha256, f.encoding, f.indexed_at"
+            " FROM chunks c JOIN files f ON f.id = c.file_id"
+            " ORDER BY c.file_id, c.start_byte, c.end_byte"
+        )
+        return [ChunkRecord(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Files, chunks, embedded and pending chunks (cached until the database changes)."""

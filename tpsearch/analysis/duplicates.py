@@ -149,7 +149,8 @@ def find_duplicates(
 
     evidence: list[tuple[DuplicateKind, Pairs]] = []
     if "exact" in kinds:
-        evidence.append(("exact", exact_pairs(texts, whitespace=settings.whitespace)))
+        identities = [item.identity(settings.whitespace) for item in compared]
+        evidence.append(("exact", exact_pairs(identities, whitespace=False)))
     if "lexical" in kinds:
         found = lexical_pairs(
             texts,
@@ -281,7 +282,7 @@ def _group(items: Sequence[TextItem], links: list[_Link], rule: KeeperRule) -> D
         kind=KINDS[weakest],
         members=tuple(members),
         keeper_reason=reason,
-        byte_identical=len({m.item.text for m in members}) == 1,
+        byte_identical=len({m.item.identity(whitespace=False) for m in members}) == 1,
     )
 
 

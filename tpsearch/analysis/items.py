@@ -32,6 +32,16 @@ class TextItem:
     mtime: float  # modification time of the file the item comes from (seconds since the epoch)
     start_line: int = 1  # 1-based, inclusive
     end_line: int | None = None  # inclusive; None: to the end of the file (a whole file)
+    # SHA-256 of the item's exact bytes when known (whole files): what "identical" means
+    # when whitespace counts, since `text` may be rebuilt from stored chunks.
+    digest: str | None = None
+
+    def identity(self, whitespace: bool) -> str:
+        """What exact matching compares: the text (whitespace runs collapsed when `whitespace`
+        is True), or the digest of the exact bytes when whitespace counts and it is known."""
+        if whitespace:
+            return normalise_whitespace(self.text)
+        return f"sha256:{self.digest}" if self.digest else self.text
 
     @property
     def location(self) -> str:
@@ -101,6 +111,11 @@ def pool_by_owner(embeddings: Embeddings, owner_of: np.ndarray) -> Embeddings:
     has_direction = norms[:, 0] > 1e-12  # chunks that cancel out leave no direction to compare
     pooled = (sums[has_direction] / norms[has_direction]).astype(np.float32)
     return Embeddings(owners[has_direction], pooled)
+
+
+def normalise_whitespace(text: str) -> str:
+    """Runs of whitespace (spaces, tabs, newlines) as one space, ends stripped."""
+    return " ".join(text.split())
 
 
 def words(text: str) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tpsearch.analysis._threads import threads_for
-from tpsearch.analysis.items import vector_key
+from tpsearch.analysis.items import normalise_whitespace, vector_key
 
 # Cosines come out of float32 arithmetic: identical unit vectors can score 0.99999994.
 _FLOAT_SLACK = 1e-6
@@ -65,11 +65,6 @@ class Pairs:
         """The same pairs with positions mapped through `rows` (a subset back to the whole)."""
         rows = np.asarray(rows, dtype=np.int64)
         return Pairs.of(rows[self.left], rows[self.right], self.similarity)
-
-
-def normalise_whitespace(text: str) -> str:
-    """Runs of whitespace (spaces, tabs, newlines) as one space, ends stripped."""
-    return " ".join(text.split())
 
 
 def exact_pairs(texts: Sequence[str], *, whitespace: bool = True) -> Pairs:

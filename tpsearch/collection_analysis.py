@@ -1,0 +1,154 @@
+"""Dedupe and cluster a collection from what it stores: texts, line ranges, hashes, vectors.
+
+No model is loaded and no user file is read or changed. At `chunk` level the items are the
+stored chunks; at `file` level they are whole files, their text rebuilt from their chunks
+(each chunk is the exact decoded slice `file[start_byte:end_byte]`, so cutting the chunker's
+overlap by byte offset gives every non-blank byte of the file once), their vector the mean of
+their chunks' vectors when every chunk is embedded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+
+import numpy as np
+
+from tpsearch.analysis import (
+    ClusterReport,
+    ClusterSettings,
+    DedupeReport,
+    DedupeSettings,
+    Embeddings,
+    Projection,
+    TextItem,
+    cluster_items,
+    find_duplicates,
+    pool_by_owner,
+    project_2d,
+)
+from tpsearch.errors import choice_error
+from tpsearch.store import ChunkRecord, Store
+
+Level = Literal["file", "chunk"]
+LEVELS: tuple[str, ...] = get_args(Level)
+
+
+@dataclass(frozen=True)
+class Items:
+    """What the analysis compares at one level, and the vectors of those that have one."""
+
+    level: Level
+    items: tuple[TextItem, ...]
+    embeddings: Embeddings
+    pending: int  # items without a vector yet (a file counts when any chunk is pending)
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    report: ClusterReport
+    projection: Projection | None  # the 2-D map, when asked for
+
+
+def read_items(store: Store, level: Level) -> Items:
+    """The collection's files or chunks as `TextItem`s, with their vectors (one snapshot)."""
+    if level not in LEVELS:
+        raise choice_error("level", level, LEVELS)
+    with store.snapshot():
+        records = store.chunk_records()
+        dim = store.get_meta("dim")
+        ids, vectors = store.all_vectors(dim) if dim else (np.empty(0, np.int64), None)
+    chunk_vectors = Embeddings(ids, vectors) if vectors is not None else Embeddings.empty()
+    if level == "chunk":
+        items = tuple(_chunk_item(record) for record in records)
+        return Items("chunk", items, chunk_vectors, len(items) - len(chunk_vectors.ids))
+
+    files = [list(chunks) for _, chunks in itertools.groupby(records, lambda r: r.file_id)]
+    embedded = set(chunk_vectors.ids.tolist())
+    complete = [chunks for chunks in files if all(c.chunk_id in embedded for c in chunks)]
+    rows = chunk_vectors.rows_for([c.chunk_id for chunks in complete for c in chunks])
+    owners = np.array([c.file_id for chunks in complete for c in chunks], dtype=np.int64)
+    if len(rows):
+        file_vectors = pool_by_owner(
+            Embeddings(chunk_vectors.ids[rows], chunk_vectors.vectors_at(rows)), owners
+        )
+    else:
+        file_vectors = Embeddings.empty()
+    items = tuple(_file_item(chunks) for chunks in files)
+    return Items("file", items, file_vectors, len(files) - len(complete))
+
+
+def dedupe(store: Store, level: Level, settings: DedupeSettings) -> DedupeReport:
+    items = read_items(store, level)
+    return find_duplicates(items.items, items.embeddings, settings)
+
+
+def cluster(
+    store: Store, level: Level, settings: ClusterSettings, with_map: bool = False
+) -> ClusterOutcome:
+    items = read_items(store, level)
+    report = cluster_items(items.items, items.embeddings, settings)
+    projection = project_2d(items.embeddings, report, settings.seed) if with_map else None
+    return ClusterOutcome(report, projection)
+
+
+def _chunk_item(record: ChunkRecord) -> TextItem:
+    return TextItem(
+        id=record.chunk_id,
+        path=record.path,
+        text=record.text,
+        size=len(record.text.encode("utf-8")),
+        mtime=_mtime(record),
+        start_line=record.start_line,
+        end_line=record.end_line,
+    )
+
+
+def _file_item(chunks: Sequence[ChunkRecord]) -> TextItem:
+    first = chunks[0]
+    return TextItem(
+        id=first.file_id,
+        path=first.path,
+        text=file_text(chunks),
+        size=first.file_size,
+        mtime=_mtime(first),
+        digest=first.sha256 or None,
+    )
+
+
+def file_text(chunks: Sequence[ChunkRecord]) -> str:
+    """A file's text from its chunks in byte order, each overlap with the previous chunk cut
+    off by byte offset; the blank space between chunks becomes one blank line."""
+    parts: list[str] = []
+    end = 0
+    for chunk in chunks:
+        if chunk.end_byte <= end:
+            continue  # wholly inside the previous chunk
+        text = chunk.text
+        if chunk.start_byte < end:
+            text = _after_byte(text, chunk.encoding, end - chunk.start_byte)
+        elif parts and chunk.start_byte > end:
+            parts.append("\n\n")
+        parts.append(text)
+        end = chunk.end_byte
+    return "".join(parts)
+
+
+def _after_byte(text: str, encoding: str, skip: int) -> str:
+    """`text` without its first `skip` bytes in `encoding` (a character boundary)."""
+    try:
+        return text.encode(encoding)[skip:].decode(encoding)
+    except (UnicodeError, LookupError):
+        # A stateful codec cannot be cut mid-stream: keep the overlap rather than guess.
+        return text
+
+
+def _mtime(record: ChunkRecord) -> float:
+    """The file's modification time; for a file changed while it was scanned (stored as 0),
+    the time it was indexed, which is within seconds of it."""
+    if record.mtime_ns:
+        return record.mtime_ns / 1e9
+    return datetime.fromisoformat(record.indexed_at).timestamp()
