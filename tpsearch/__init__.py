@@ -17,10 +17,12 @@ _LAZY = {
     "EncoderSettings": "tpsearch.config",
     "Template": "tpsearch.templates",
     "Encoder": "tpsearch.encoder",
+    "Collection": "tpsearch.collection",
     "TpsearchError": "tpsearch.errors",
 }
 
 __all__ = [
+    "Collection",
     "Encoder",
     "EncoderSettings",
     "ModelInputs",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from tpsearch.collection import Collection
     from tpsearch.config import EncoderSettings
     from tpsearch.encoder import Encoder
     from tpsearch.errors import TpsearchError
