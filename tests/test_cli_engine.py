@@ -38,6 +38,21 @@ def test_inspect_marks_the_slot_and_the_pooled_token(tiny_model: Callable[[str],
     assert "".join(t["text"] for t in tokens if t["part"] == "text").strip() == "A cat sat."
 
 
+def test_inspect_reads_no_weights(
+    tiny_model: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpsearch.backbone
+
+    def no_weights(*_: object, **__: object) -> None:
+        raise AssertionError("inspect must not load the model's weights")
+
+    monkeypatch.setattr(tpsearch.backbone, "load_backbone", no_weights)
+    monkeypatch.setattr("tpsearch.token_prepending.load_backbone", no_weights)
+    result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *model_args(tiny_model())])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["model"] == str(tiny_model().resolve())
+
+
 def test_embed_prints_unit_vectors(tiny_model: Callable[[str], Path]) -> None:
     result = runner.invoke(app, ["embed", *model_args(tiny_model())], input="one\ntwo\n")
     assert result.exit_code == 0, result.output

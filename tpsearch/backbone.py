@@ -127,6 +127,15 @@ def load_backbone(
     return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
 
 
+def load_tokenizer(model: str, trust_remote_code: bool = False) -> tuple[Any, str, int]:
+    """(tokenizer, model id to record, number of decoder layers) without loading any weights."""
+    source, local_only, model_id = _locate(model)
+    with quiet_libraries():
+        tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
+        config = _load_config(source, local_only, trust_remote_code)
+    return tokenizer, model_id, int(config.num_hidden_layers)
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -253,20 +262,9 @@ def _load_model(
     source: str, local_only: bool, precision: Precision, device: str, trust_remote_code: bool
 ) -> tuple[Any, torch.dtype]:
     import torch
-    from transformers import AutoConfig, AutoModel, BitsAndBytesConfig
+    from transformers import AutoModel, BitsAndBytesConfig
 
-    try:
-        config = AutoConfig.from_pretrained(
-            source, local_files_only=local_only, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot read the config of {source}: {_first_line(error)}") from error
-    if getattr(config, "is_encoder_decoder", False):
-        raise ModelLoadError(
-            f"{source} is an encoder-decoder model ({config.model_type}); tpsearch needs a "
-            "decoder-only causal LM (Qwen, Llama, Mistral, Gemma, Phi, ...)"
-        )
-
+    config = _load_config(source, local_only, trust_remote_code)
     compute = _compute_dtype(precision, device)
     quantization = None
     if precision == "4bit":
@@ -341,6 +339,23 @@ def _prefer_dequantize_matmul(model: Any) -> None:
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
+
+
+def _load_config(source: str, local_only: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            source, local_files_only=local_only, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read the config of {source}: {_first_line(error)}") from error
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelLoadError(
+            f"{source} is an encoder-decoder model ({config.model_type}); tpsearch needs a "
+            "decoder-only causal LM (Qwen, Llama, Mistral, Gemma, Phi, ...)"
+        )
+    return config
 
 
 def _compute_dtype(precision: Precision, device: str) -> torch.dtype:

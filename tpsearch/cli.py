@@ -440,11 +440,17 @@ def inspect(
     max_length: MaxLengthOpt = None,
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
-    """Show the exact model input for TEXT: tokens, the <PST> slot, the pooled token."""
-    from tpsearch.render_engine import render_prompt_view
+    """Show the exact model input for TEXT: tokens, the <PST> slot, the pooled token.
 
-    encoder = load_encoder(encoder_settings(locals()))
-    render_prompt_view(stdout, encoder.explain(text), encoder.settings, as_json)
+    Reads the tokenizer and config only: no weights are loaded.
+    """
+    from tpsearch.render_engine import render_prompt_view
+    from tpsearch.token_prepending import describe_settings, load_prompt_builder
+
+    settings = encoder_settings(locals())
+    prompts = load_prompt_builder(settings)
+    shown = describe_settings(settings, prompts.tp, prompts.model_id, settings.precision)
+    render_prompt_view(stdout, prompts.explain(text), shown, as_json)
 
 
 @app.command()

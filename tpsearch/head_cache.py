@@ -10,37 +10,17 @@ the head's last token) simply runs in full.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tpsearch.backbone import quiet_libraries
-from tpsearch.config import PrefixCache
-from tpsearch.prompt_inputs import PromptRow
 
 if TYPE_CHECKING:
     from tpsearch.backbone import Backbone
 
-# Worth caching from this many tokens (a batch copy of the cache costs little; see benchmarks).
-AUTO_MIN_TOKENS = 4
-
 
 class ExitReached(Exception):
     """Raised by a forward hook to stop a pass: nothing after that module runs."""
-
-
-def cacheable_head(rows: Sequence[PromptRow], mode: PrefixCache) -> tuple[int, ...] | None:
-    """The template head every row starts with, if the cache should serve it."""
-    if mode == "off" or not rows:
-        return None
-    head = rows[0].ids[: rows[0].head]
-    if not head or (mode == "auto" and len(head) < AUTO_MIN_TOKENS):
-        return None
-    width = len(head)
-    for row in rows:
-        if row.head < width or row.ids[:width] != head or row.text_start < width:
-            return None
-    return head
 
 
 @dataclass(frozen=True)

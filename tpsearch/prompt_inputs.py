@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tpsearch.config import PADDING_SIDES, PaddingSide
+from tpsearch.config import PADDING_SIDES, EncoderSettings, PaddingSide, PrefixCache, TPSettings
 from tpsearch.errors import ConfigError, choice_error
 from tpsearch.templates import Filled, Template
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
 PST_SLOT = -1  # the id that marks the <PST> slot in ModelInputs.input_ids
+# The template head is worth caching from this many tokens (see benchmarks/bench_encoder.py).
+AUTO_CACHE_MIN_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -251,3 +253,69 @@ def describe_prompt(
             )
         )
     return PromptView(prompt, tuple(views), row.pst, last, row.truncated)
+
+
+def cacheable_head(rows: Sequence[PromptRow], mode: PrefixCache) -> tuple[int, ...] | None:
+    """The template head every row starts with, if its keys and values should be reused."""
+    if mode == "off" or not rows:
+        return None
+    head = rows[0].ids[: rows[0].head]
+    if not head or (mode == "auto" and len(head) < AUTO_CACHE_MIN_TOKENS):
+        return None
+    width = len(head)
+    for row in rows:
+        if row.head < width or row.ids[:width] != head or row.text_start < width:
+            return None  # a text merged into the head's last token: run this batch in full
+    return head
+
+
+class PromptBuilder:
+    """Texts to the exact model input for one set of resolved settings.
+
+    It needs the tokenizer and the settings, not the weights: `tpsearch inspect` shows the
+    model input of a 7B model without loading it.
+    """
+
+    def __init__(
+        self, tokenizer: Any, tp: TPSettings, settings: EncoderSettings, model_id: str
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.tp = tp
+        self.settings = settings
+        self.model_id = model_id  # hub id, or the absolute path of a local folder
+
+    @property
+    def pad_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0  # padding is masked out: any id will do
+
+    def rows(self, texts: Sequence[str]) -> list[PromptRow]:
+        return tokenize_prompts(
+            self.tokenizer,
+            self.tp.template,
+            texts,
+            with_pst=self.tp.tp,
+            max_length=self.settings.max_length,
+        )
+
+    def batch(self, rows: Sequence[PromptRow], past_length: int = 0) -> ModelInputs:
+        return assemble(rows, self.pad_id, self.settings.padding_side, past_length)
+
+    def build_inputs(
+        self, texts: Sequence[str], padding_side: PaddingSide | None = None
+    ) -> ModelInputs:
+        """The exact model input for `texts` as one padded batch (no prefix cache applied)."""
+        side = padding_side or self.settings.padding_side
+        return assemble(self.rows(texts), self.pad_id, side)
+
+    def cacheable_head(self, rows: Sequence[PromptRow]) -> tuple[int, ...] | None:
+        return cacheable_head(rows, self.settings.prefix_cache)
+
+    def explain(self, text: str) -> PromptView:
+        """The prompt for `text` token by token: the <PST> slot, the text, what gets pooled."""
+        row = self.rows([text])[0]
+        head = self.cacheable_head([row]) or ()
+        prompt = self.tp.template.fill(text, with_pst=False).prompt
+        return describe_prompt(self.tokenizer, prompt, row, self.settings.pooling, len(head))

@@ -26,21 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tpsearch.backbone import Backbone, load_backbone, quiet_libraries
+from tpsearch.backbone import Backbone, load_backbone, load_tokenizer, quiet_libraries
 from tpsearch.calibration import CalibrationStore
 from tpsearch.config import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
 from tpsearch.encoder import fingerprint_of
 from tpsearch.errors import ConfigError, TpsearchWarning
-from tpsearch.head_cache import ExitReached, HeadCache, cacheable_head
+from tpsearch.head_cache import ExitReached, HeadCache
 from tpsearch.placeholder import placeholder_vector
-from tpsearch.prompt_inputs import (
-    ModelInputs,
-    PromptRow,
-    PromptView,
-    assemble,
-    describe_prompt,
-    tokenize_prompts,
-)
+from tpsearch.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
 
 if TYPE_CHECKING:
     import torch
@@ -87,13 +80,11 @@ class TPEncoder:
             self.requested.device,
             self.requested.trust_remote_code,
         )
-        calibrated = None
-        if self.requested.calibration_file is not None:
-            calibrated = CalibrationStore(self.requested.calibration_file).get(
-                self.backbone.model_id, self.requested.pooling
-            )
-        self.tp: TPSettings = resolve_tp_settings(
-            self.requested, self.backbone.model_id, self.backbone.num_layers, calibrated
+        self.tp: TPSettings = resolve_layers(
+            self.requested, self.backbone.model_id, self.backbone.num_layers
+        )
+        self.prompts = PromptBuilder(
+            self.backbone.tokenizer, self.tp, self.requested, self.backbone.model_id
         )
         self.pst_vector = placeholder_vector(self.backbone, self.requested.pst_init)  # (H,)
         self._prefix: HeadCache | None = None
@@ -128,19 +119,9 @@ class TPEncoder:
 
     @property
     def settings(self) -> Mapping[str, object]:
-        tp = self.tp
-        return {
-            "model": self.model_id,
-            "revision": self.backbone.revision,
-            "precision": self.backbone.precision,
-            "template": tp.template.text,
-            "tp": f"layers [{tp.tp_start}, {tp.tp_end})" if tp.tp else "off",
-            "exit_layer": f"{tp.exit_layer} of {tp.num_layers}",
-            "pooling": self.requested.pooling,
-            "pst_init": self.requested.pst_init,
-            "max_length": self.requested.max_length,
-            "layer settings from": tp.source,
-        }
+        return describe_settings(
+            self.requested, self.tp, self.model_id, self.backbone.precision, self.backbone.revision
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -154,40 +135,20 @@ class TPEncoder:
             raise ConfigError(f"a variant shares the loaded model; it keeps {_LOADING_FIELDS}")
         return TPEncoder(self.requested.with_overrides(**overrides), _backbone=self.backbone)
 
-    # -- inputs -------------------------------------------------------------------------------
+    # -- inputs (see PromptBuilder) -----------------------------------------------------------
 
     def prompt_rows(self, texts: Sequence[str]) -> list[PromptRow]:
-        return tokenize_prompts(
-            self.backbone.tokenizer,
-            self.tp.template,
-            texts,
-            with_pst=self.tp.tp,
-            max_length=self.requested.max_length,
-        )
+        return self.prompts.rows(texts)
 
     def build_inputs(
         self, texts: Sequence[str], padding_side: PaddingSide | None = None
     ) -> ModelInputs:
         """The exact model input for `texts` as one padded batch (no prefix cache applied)."""
-        side = padding_side or self.requested.padding_side
-        return assemble(self.prompt_rows(texts), self._pad_id, side)
+        return self.prompts.build_inputs(texts, padding_side)
 
     def explain(self, text: str) -> PromptView:
         """The prompt for `text` token by token: the <PST> slot, the text, what gets pooled."""
-        row = self.prompt_rows([text])[0]
-        head = cacheable_head([row], self.requested.prefix_cache) or ()
-        prompt = self.tp.template.fill(text, with_pst=False).prompt
-        return describe_prompt(
-            self.backbone.tokenizer, prompt, row, self.requested.pooling, len(head)
-        )
-
-    @property
-    def _pad_id(self) -> int:
-        tokenizer = self.backbone.tokenizer
-        for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-            if candidate is not None:
-                return int(candidate)
-        return 0
+        return self.prompts.explain(text)
 
     # -- encoding -----------------------------------------------------------------------------
 
@@ -259,8 +220,7 @@ class TPEncoder:
     def _batch(self, rows: Sequence[PromptRow], depth: int) -> ModelInputs:
         """Pad rows into a batch, leaving the template head to the prefix cache when it applies."""
         prefix = self._prefix_cache(rows, depth)
-        past = len(prefix.ids) if prefix is not None else 0
-        return assemble(rows, self._pad_id, self.requested.padding_side, past)
+        return self.prompts.batch(rows, len(prefix.ids) if prefix is not None else 0)
 
     def _run(self, inputs: ModelInputs, exits: tuple[int, ...]) -> dict[int, torch.Tensor]:
         """One forward pass: (B, H) float32 unit vectors at each hidden_states index in `exits`."""
@@ -345,9 +305,47 @@ class TPEncoder:
 
     def _prefix_cache(self, rows: Sequence[PromptRow], depth: int) -> HeadCache | None:
         """The template head's keys/values through layer `depth`, when every row starts with it."""
-        head = cacheable_head(rows, self.requested.prefix_cache)
+        head = self.prompts.cacheable_head(rows)
         if head is None:
             return None
         if self._prefix is None or not self._prefix.serves(head, depth):
             self._prefix = HeadCache.build(self.backbone, head, depth)
         return self._prefix
+
+
+def resolve_layers(requested: EncoderSettings, model_id: str, num_layers: int) -> TPSettings:
+    """The TP settings for a model: flags, else its saved calibration, else presets."""
+    calibrated = None
+    if requested.calibration_file is not None:
+        store = CalibrationStore(requested.calibration_file)
+        calibrated = store.get(model_id, requested.pooling)
+    return resolve_tp_settings(requested, model_id, num_layers, calibrated)
+
+
+def load_prompt_builder(settings: EncoderSettings) -> PromptBuilder:
+    """The exact model input for these settings, from the tokenizer and config alone."""
+    tokenizer, model_id, num_layers = load_tokenizer(settings.model, settings.trust_remote_code)
+    tp = resolve_layers(settings, model_id, num_layers)
+    return PromptBuilder(tokenizer, tp, settings, model_id)
+
+
+def describe_settings(
+    requested: EncoderSettings,
+    tp: TPSettings,
+    model_id: str,
+    precision: str,
+    revision: str | None = None,
+) -> dict[str, object]:
+    """The settings behind the vectors, as people read them (and hashed into the fingerprint)."""
+    return {
+        "model": model_id,
+        "revision": revision,
+        "precision": precision,
+        "template": tp.template.text,
+        "tp": f"layers [{tp.tp_start}, {tp.tp_end})" if tp.tp else "off",
+        "exit_layer": f"{tp.exit_layer} of {tp.num_layers}",
+        "pooling": requested.pooling,
+        "pst_init": requested.pst_init,
+        "max_length": requested.max_length,
+        "layer settings from": tp.source,
+    }
