@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tpsearch.config import LayerPreset
-from tpsearch.errors import DataError
+from tpsearch.errors import DataError, TpsearchWarning
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,13 @@ class CalibrationStore:
         try:
             return CalibrationRecord(**entry)
         except TypeError:
-            return None  # written by another version: ignore rather than guess
+            warnings.warn(
+                f"the calibration of {model} in {self.path} is in another version's format "
+                "and was ignored: run `tpsearch calibrate` again",
+                TpsearchWarning,
+                stacklevel=2,
+            )
+            return None
 
     def get(self, model: str, pooling: str) -> LayerPreset | None:
         record = self.record(model, pooling)

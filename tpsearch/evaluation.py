@@ -321,7 +321,9 @@ def calibrate(
     ends = tuple(sorted(set(tp_ends))) if tp_ends else default_tp_ends(tp_start, num_layers)
     if ends[0] <= tp_start or ends[-1] > num_layers:
         raise ConfigError(
-            f"TP end layers must lie in {tp_start + 1}..{num_layers} (after tp_start {tp_start})"
+            f"TP end layers must lie in {tp_start + 1}..{num_layers} (after tp_start "
+            f"{tp_start}, within the model's {num_layers} layers): pass e.g. --tp-ends "
+            f"{tp_start + 1}-{max(tp_start + 1, num_layers // 2)}"
         )
     sentences, index = _unique_sentences(pairs)
     exits = tuple(range(1, num_layers + 1))
