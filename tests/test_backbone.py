@@ -67,3 +67,38 @@ def test_a_quantized_model_does_not_keep_the_checkpoint_mapped(tmp_path: Path) -
     ]
     assert backbone.precision == "4bit"
     assert mapped == [], "the full-precision checkpoint would stay resident"
+
+
+def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpsearch.backbone
+    from tpsearch import TPEncoder
+    from tpsearch.config import EncoderSettings
+
+    read_from: list[str] = []
+    load_model = tpsearch.backbone._load_model
+
+    def recording(source: str, *args: object) -> object:
+        read_from.append(source)
+        return load_model(source, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tpsearch.backbone, "_load_model", recording)
+    path = save_tiny_model(tmp_path / "bf16", "qwen2", dtype="bfloat16")
+    settings = EncoderSettings(
+        model=str(path), precision="4bit", device="cpu", model_cache=tmp_path / "cache"
+    )
+    first = TPEncoder(settings)
+    (copy,) = (tmp_path / "cache").iterdir()
+    assert (copy / ".complete").is_file() and read_from == [str(path.resolve())]
+
+    second = TPEncoder(settings)
+    assert read_from[1] == str(copy), "the second load reads the quantized copy"
+    texts = ["A man is playing a guitar.", "The stock market fell sharply."]
+    assert second.backbone.precision == "4bit" and second.model_id == first.model_id
+    assert (second.encode(texts) == first.encode(texts)).all()
+    assert second.fingerprint == first.fingerprint
+
+    (path / "config.json").touch()  # the model changed on disk: quantize it again
+    TPEncoder(settings)
+    assert read_from[2] == str(path.resolve()) and len(list((tmp_path / "cache").iterdir())) == 2

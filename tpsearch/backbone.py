@@ -96,35 +96,62 @@ def load_backbone(
     precision: Precision = "4bit",
     device: str = "auto",
     trust_remote_code: bool = False,
+    model_cache: Path | None = None,
 ) -> Backbone:
-    """Load `model`'s decoder stack and tokenizer on `device` in `precision`."""
+    """Load `model`'s decoder stack and tokenizer on `device` in `precision`.
+
+    With `model_cache`, a 4/8-bit model is quantized once and read back from there later
+    (see quantization.py): the same weights, a fraction of the load time.
+    """
     import torch
+
+    from tpsearch import quantization
 
     target = resolve_device(device)
     source, local_only, model_id = _locate(model)
     with quiet_libraries():
         precision = _usable_precision(precision, target)
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
-        try:
-            base, dtype = _load_model(source, local_only, precision, target, trust_remote_code)
-        except (ImportError, RuntimeError) as error:
-            if precision not in ("4bit", "8bit") or not _is_bitsandbytes_failure(error):
-                raise
-            warnings.warn(
-                f"bitsandbytes failed on {target} ({_first_line(error)}): loading bf16 instead",
-                PrecisionFallbackWarning,
-                stacklevel=2,
+        files = quantization.source_dir(source)
+        copy = None
+        if model_cache is not None and files is not None and precision in ("4bit", "8bit"):
+            copy = quantization.cache_folder(model_cache, files, precision)
+        if copy is not None and quantization.cached(copy):
+            base, dtype = _load_model(str(copy), True, precision, target, trust_remote_code)
+        else:
+            base, dtype, precision = _load_or_fall_back(
+                source, local_only, precision, target, trust_remote_code
             )
-            precision = "bf16"
-            base, dtype = _load_model(source, local_only, precision, target, trust_remote_code)
+            if copy is not None and precision in ("4bit", "8bit"):
+                quantization.save(base, copy)
     base.eval()
     base.requires_grad_(False)
     if precision in ("4bit", "8bit"):
-        _release_checkpoint_map(base)
+        quantization.release_checkpoint_map(base)
     if precision == "4bit" and target == "cpu":
-        _prefer_dequantize_matmul(base)
-    revision = getattr(base.config, "_commit_hash", None)
+        quantization.prefer_dequantize_matmul(base)
+    hub_snapshot = files is not None and not Path(source).is_dir()
+    revision = files.name if hub_snapshot and files else getattr(base.config, "_commit_hash", None)
     return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
+
+
+def _load_or_fall_back(
+    source: str, local_only: bool, precision: Precision, device: str, trust_remote_code: bool
+) -> tuple[Any, torch.dtype, Precision]:
+    """Load in `precision`; if bitsandbytes fails on this device, warn and load bf16."""
+    try:
+        base, dtype = _load_model(source, local_only, precision, device, trust_remote_code)
+        return base, dtype, precision
+    except (ImportError, RuntimeError) as error:
+        if precision not in ("4bit", "8bit") or not _is_bitsandbytes_failure(error):
+            raise
+        warnings.warn(
+            f"bitsandbytes failed on {device} ({_first_line(error)}): loading bf16 instead",
+            PrecisionFallbackWarning,
+            stacklevel=3,
+        )
+    base, dtype = _load_model(source, local_only, "bf16", device, trust_remote_code)
+    return base, dtype, "bf16"
 
 
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> tuple[Any, str, int]:
@@ -267,7 +294,9 @@ def _load_model(
     config = _load_config(source, local_only, trust_remote_code)
     compute = _compute_dtype(precision, device)
     quantization = None
-    if precision == "4bit":
+    if getattr(config, "quantization_config", None) is not None:
+        pass  # quantized already (a tpsearch cache copy, or a bitsandbytes checkpoint)
+    elif precision == "4bit":
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -302,43 +331,6 @@ def _load_model(
             "stacks built like Llama, Qwen, Mistral, Gemma and Phi"
         )
     return model, compute if precision != "fp32" else torch.float32
-
-
-def _release_checkpoint_map(model: Any) -> None:
-    """Copy the tensors that stay unquantized (embeddings, norms, biases) out of the checkpoint.
-
-    They are zero-copy views of the memory-mapped checkpoint file, and quantizing read every
-    page of that file: while any view lives, the whole full-precision checkpoint stays resident
-    (about 1 GB for a 0.5B model). Owning these few tensors lets the map go.
-    """
-    import gc
-
-    import bitsandbytes as bnb
-
-    for module in model.modules():
-        for param in module.parameters(recurse=False):
-            if not isinstance(param, (bnb.nn.Params4bit, bnb.nn.Int8Params)):
-                param.data = param.data.clone()
-        for name, buffer in module.named_buffers(recurse=False):
-            if buffer is not None:
-                module._buffers[name] = buffer.clone()
-    gc.collect()
-
-
-def _prefer_dequantize_matmul(model: Any) -> None:
-    """On CPU, run 4-bit layers as dequantize + bf16 matmul instead of bitsandbytes' fused kernel.
-
-    bitsandbytes repacks 4-bit weights on the first CPU forward and then runs every matmul in
-    its own tiled kernel, built for single-token decoding. tpsearch always feeds whole prompts
-    (thousands of rows per batch), where dequantizing one weight (~2 ms) and calling oneDNN's
-    bf16 matmul measured 1.36x faster end to end (benchmarks/bench_encoder.py). Weights stay
-    4-bit in memory; only one layer's weight is expanded at a time.
-    """
-    import bitsandbytes as bnb
-
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
 
 
 def _load_config(source: str, local_only: bool, trust_remote_code: bool) -> Any:

@@ -394,6 +394,15 @@ def cluster_command(
         stderr.print(f"map written to {plot}")
 
 
+def cache_dir() -> Path:
+    """Where tpsearch keeps what it can rebuild, such as quantized models (TPSEARCH_CACHE)."""
+    explicit = os.environ.get("TPSEARCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tpsearch"
+
+
 def config_dir() -> Path:
     """Where tpsearch keeps per-user state such as calibrations (TPSEARCH_HOME overrides)."""
     home = os.environ.get("TPSEARCH_HOME")
@@ -404,7 +413,11 @@ def model_overrides(options: dict[str, Any]) -> dict[str, Any]:
     """The model options a command was given (flags or env), and where calibrations live."""
     names = _inspect.signature(encoder_overrides).parameters
     given = encoder_overrides(**{name: options.get(name) for name in names})
-    return {**given, "calibration_file": config_dir() / "calibrations.json"}
+    return {
+        **given,
+        "calibration_file": config_dir() / "calibrations.json",
+        "model_cache": cache_dir() / "models",
+    }
 
 
 def encoder_settings(options: dict[str, Any]) -> EncoderSettings:

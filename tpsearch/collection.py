@@ -39,7 +39,9 @@ INDEX_DIR_NAME = ".tpsearch"
 EncoderFactory = Callable[[EncoderSettings], Encoder]
 # Settings that change how fast vectors come, not what they are: free to differ between runs,
 # and not stored (a collection indexed on a GPU can be queried on a laptop).
-RUNTIME_FIELDS = frozenset({"device", "prefix_cache", "padding_side", "calibration_file"})
+RUNTIME_FIELDS = frozenset(
+    {"device", "prefix_cache", "padding_side", "calibration_file", "model_cache"}
+)
 
 
 def default_encoder_factory(settings: EncoderSettings) -> Encoder:

@@ -50,6 +50,7 @@ class EncoderSettings:
     prefix_cache: PrefixCache = "auto"  # reuse the keys/values of the constant template head
     trust_remote_code: bool = False  # run code shipped with a hub model; only when asked
     calibration_file: Path | None = None  # calibrated layer settings to pick up, if any
+    model_cache: Path | None = None  # keep quantized models here: later loads skip quantizing
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -80,6 +81,7 @@ class EncoderSettings:
         """JSON-able, for storing next to vectors; `from_dict` gives the same settings back."""
         data = asdict(self)
         data["calibration_file"] = None  # resolved settings never depend on it again
+        data["model_cache"] = None  # where to find the weights, not which weights
         return data
 
     @classmethod

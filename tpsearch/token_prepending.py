@@ -79,6 +79,7 @@ class TPEncoder:
             self.requested.precision,
             self.requested.device,
             self.requested.trust_remote_code,
+            self.requested.model_cache,
         )
         self.tp: TPSettings = resolve_layers(
             self.requested, self.backbone.model_id, self.backbone.num_layers
@@ -115,6 +116,7 @@ class TPEncoder:
             tp_end=self.tp.tp_end,
             exit_layer=self.tp.exit_layer,
             calibration_file=None,
+            model_cache=None,
         )
 
     @property
