@@ -12,8 +12,7 @@ import pytest
 from tests.corpus import API, FILES, FlakyEncoder, edit, failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection, find_index_dir
-from tpsearch.embedding import EncodingError
-from tpsearch.errors import CollectionError, ModelLoadError
+from tpsearch.errors import CollectionError, EncodingError, ModelLoadError
 from tpsearch.locking import WriterLock
 from tpsearch.vectors import VectorIndex
 

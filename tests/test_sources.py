@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tpsearch.errors import ConfigError
+from tpsearch.errors import CollectionError, ConfigError
 from tpsearch.sources import ScanSettings, parse_size, read_document, walk
 
 
@@ -137,3 +137,10 @@ def test_parse_size() -> None:
     assert parse_size("1.5M") == 3 * 512 * 1024
     with pytest.raises(ConfigError, match="invalid size"):
         parse_size("lots")
+
+
+def test_damaged_stored_scan_settings_are_a_clear_error() -> None:
+    assert ScanSettings.from_dict(ScanSettings(("*.md",)).to_dict()) == ScanSettings(("*.md",))
+    for damaged in ({"include": "*.md"}, {"exclude": [1]}, {"max_file_bytes": "1M"}):
+        with pytest.raises(CollectionError, match="damaged"):
+            ScanSettings.from_dict(damaged)

@@ -15,7 +15,6 @@ decides which encoder settings apply (stored ones, unless flags change them).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tpsearch.config import EncoderSettings
 from tpsearch.encoder import Encoder, fingerprint_of
 from tpsearch.errors import CollectionError, ModelLoadError
 from tpsearch.store import DB_NAME, Store
+from tpsearch.vector_settings import changed_fields
 from tpsearch.vectors import VectorIndex, VectorPolicy, sync
 
 if TYPE_CHECKING:
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
 
 INDEX_DIR_NAME = ".tpsearch"
 EncoderFactory = Callable[[EncoderSettings], Encoder]
-# Settings that change how fast vectors come, not what they are: free to differ between runs,
-# and not stored (a collection indexed on a GPU can be queried on a laptop).
-RUNTIME_FIELDS = frozenset(
-    {"device", "prefix_cache", "padding_side", "calibration_file", "model_cache"}
-)
 
 
 def default_encoder_factory(settings: EncoderSettings) -> Encoder:
@@ -76,22 +71,6 @@ def find_index_dir(start: Path) -> Path | None:
         if (folder / INDEX_DIR_NAME).is_dir():
             return folder / INDEX_DIR_NAME
     return None
-
-
-def storable(settings: EncoderSettings) -> dict[str, Any]:
-    """The settings to keep with the vectors: everything but the runtime-only fields."""
-    defaults = EncoderSettings()
-    keep = {name: getattr(defaults, name) for name in RUNTIME_FIELDS}
-    return dataclasses.replace(settings, **keep).to_dict()
-
-
-def changed_fields(stored: EncoderSettings, wanted: EncoderSettings) -> list[str]:
-    """'name: old -> new' for every setting that changes vectors."""
-    return [
-        f"{f.name}: {getattr(stored, f.name)!r} -> {getattr(wanted, f.name)!r}"
-        for f in dataclasses.fields(EncoderSettings)
-        if f.name not in RUNTIME_FIELDS and getattr(stored, f.name) != getattr(wanted, f.name)
-    ]
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tpsearch.chunking import embedding_text
-from tpsearch.collection import storable
 from tpsearch.config import EncoderSettings
-from tpsearch.errors import CollectionError, ModelLoadError, TpsearchError
+from tpsearch.errors import EncodingError, ModelLoadError, TpsearchError
 from tpsearch.store import Store
+from tpsearch.vector_settings import check_same_vectors, storable
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection, EncoderFactory
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from tpsearch.indexing import IndexSummary, Progress
 
 POLL_SECONDS = 0.05  # how often an idle worker looks for newly committed chunks
-
-
-class EncodingError(TpsearchError):
-    """The encoder returned something other than one finite vector per text."""
 
 
 class Embedder:
@@ -175,15 +171,11 @@ class Embedder:
     def _adopt(self, encoder: Encoder) -> None:
         """Record the encoder with the vectors, or refuse one that would mix vectors."""
         store = self.col.store
-        stored = store.get_meta("fingerprint")
-        if stored not in (None, encoder.fingerprint) and store.counts()["embedded"]:
-            self._fail(
-                CollectionError(
-                    f"the model now gives other vectors than this collection holds "
-                    f"(fingerprint {encoder.fingerprint}, collection {stored}): did the model "
-                    "files change? Run `tpsearch index --reembed` to re-embed every chunk"
-                )
-            )
+        try:
+            if store.counts()["embedded"]:
+                check_same_vectors(store.get_meta("fingerprint"), encoder)
+        except TpsearchError as error:
+            self._fail(error)
             return
         resolved = getattr(encoder, "resolved_settings", None)
         settings = resolved if isinstance(resolved, EncoderSettings) else self.settings

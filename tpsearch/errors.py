@@ -30,6 +30,10 @@ class CollectionError(TpsearchError):
     """A collection is missing, locked, or was built with other settings."""
 
 
+class EncodingError(TpsearchError):
+    """The encoder returned something other than one finite vector per text."""
+
+
 def choice_error(what: str, value: object, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """The error for a value outside a fixed set, listing the valid values."""
     listed = ", ".join(repr(v) for v in valid)

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tpsearch.chunking import ChunkSettings
-from tpsearch.collection import storable
 from tpsearch.config import EncoderSettings
 from tpsearch.embedding import Embedder
 from tpsearch.errors import CollectionError, ConfigError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import now, scan_sources
 from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
+from tpsearch.vector_settings import storable
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection, EncoderFactory

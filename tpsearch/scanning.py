@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -80,18 +81,17 @@ def scan_sources(
         progress.start("scan", len(todo))
         for file in todo:
             outcome = _index_file(store, file, known.get(file.rel), settings, chunker, fresh_after)
-            if isinstance(outcome, Skip):
-                skips.append(outcome)
+            if outcome.skip is not None:
+                skips.append(outcome.skip)
             else:
                 live.add(file.rel)
-                if outcome == "unchanged":
-                    summary.unchanged += 1
+                summary.chunks_written += outcome.chunks
+                if outcome.kind == "new":
+                    summary.new += 1
+                elif outcome.kind == "updated":
+                    summary.updated += 1
                 else:
-                    summary.chunks_written += outcome[1]
-                    if outcome[0] == "new":
-                        summary.new += 1
-                    else:
-                        summary.updated += 1
+                    summary.unchanged += 1
             progress.advance("scan")
             after_file()
         progress.finish("scan")
@@ -117,6 +117,15 @@ def _skip_row(skip: Skip) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FileOutcome:
+    """What reading one file did."""
+
+    kind: Literal["new", "updated", "unchanged", "skipped"]
+    chunks: int = 0  # chunks written
+    skip: Skip | None = None  # why, when skipped
+
+
 def _index_file(
     store: Store,
     file: Candidate,
@@ -124,7 +133,7 @@ def _index_file(
     settings: ScanSettings,
     chunker: ChunkSettings,
     fresh_after: int,
-) -> Skip | Literal["unchanged"] | tuple[Literal["new", "updated"], int]:
+) -> FileOutcome:
     """Read, and if the content changed, chunk and commit one file (one transaction).
 
     The stat recorded is the one taken before reading: if the file changes after that, the
@@ -134,16 +143,18 @@ def _index_file(
     try:
         data = file.path.read_bytes()
     except OSError as error:
-        return Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
+        skip = Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
+        return FileOutcome("skipped", skip=skip)
     if len(data) > settings.max_file_bytes:
         detail = f"{len(data)} bytes > {settings.max_file_bytes}"
-        return Skip(file.rel, "too-large", detail, file.size, mtime)
+        return FileOutcome("skipped", skip=Skip(file.rel, "too-large", detail, file.size, mtime))
     doc = read_document(data)
     if isinstance(doc, Unreadable):
-        return Skip(file.rel, doc.reason, doc.detail, file.size, mtime)
+        skip = Skip(file.rel, doc.reason, doc.detail, file.size, mtime)
+        return FileOutcome("skipped", skip=skip)
     if row is not None and row.sha256 == doc.sha256:
         store.touch_file(file.rel, file.size, mtime)
-        return "unchanged"
+        return FileOutcome("unchanged")
     fmt = detect_format(file.path.name)
     chunks = chunk_document(doc.text, fmt, chunker, doc.encoding, doc.bom)
     record = {
@@ -169,4 +180,4 @@ def _index_file(
         for seq, c in enumerate(chunks)
     ]
     store.replace_file(record, rows)
-    return ("updated" if row is not None else "new"), len(rows)
+    return FileOutcome("updated" if row is not None else "new", len(rows))

@@ -8,7 +8,6 @@ falls back to keywords and says so in `notices`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 
-from tpsearch.errors import CollectionError, ConfigError, ModelLoadError, choice_error
+from tpsearch.errors import ConfigError, ModelLoadError, choice_error
+from tpsearch.vector_settings import check_same_vectors
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection, EncoderFactory
@@ -223,12 +223,7 @@ def _query_vector(
         encoder = col.encoder(settings, factory)
     except ModelLoadError as error:
         return None, f"the model cannot load ({error})"
-    if encoder.fingerprint != fingerprint:
-        raise CollectionError(
-            f"the model now gives other vectors than this collection holds (fingerprint "
-            f"{encoder.fingerprint}, collection {fingerprint}): did the model files change? Run "
-            "`tpsearch index --reembed`"
-        )
+    check_same_vectors(fingerprint, encoder)
     return encoder.encode([text])[0], ""
 
 
@@ -245,16 +240,7 @@ def _lexical(
 ) -> list[tuple[int, float]]:
     if not terms or file_ids == []:
         return []
-    sql = "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ?"
-    params: list[Any] = [fts_expression(terms)]
-    if file_ids is not None:
-        sql += (
-            " AND rowid IN (SELECT id FROM chunks"
-            " WHERE file_id IN (SELECT value FROM json_each(?)))"
-        )
-        params.append(json.dumps(file_ids))
-    rows = store.query(sql + " ORDER BY r LIMIT ?", [*params, limit])
-    return [(int(chunk_id), -float(bm25)) for chunk_id, bm25 in rows]
+    return store.search_text(fts_expression(terms), limit, file_ids)
 
 
 def _semantic(
@@ -263,11 +249,7 @@ def _semantic(
     store = col.store
     allowed = None
     if file_ids is not None:
-        rows = store.query(
-            "SELECT id FROM chunks WHERE file_id IN (SELECT value FROM json_each(?))",
-            [json.dumps(file_ids)],
-        )
-        allowed = np.array([r[0] for r in rows], dtype=np.int64)
+        allowed = store.chunk_ids_of_files(file_ids)
         if not len(allowed):
             return []
     index = col.vector_index(store.get_meta("dim"))

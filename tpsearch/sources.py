@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeGuard
 
-from tpsearch.errors import ConfigError
+from tpsearch.errors import CollectionError, ConfigError
 
 if TYPE_CHECKING:
     from pathspec import PathSpec
@@ -68,11 +68,20 @@ class ScanSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ScanSettings:
+        """The settings stored by `to_dict`; CollectionError when they are damaged."""
         include = data.get("include") or []
         exclude = data.get("exclude") or []
         limit = data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-        assert isinstance(include, list) and isinstance(exclude, list) and isinstance(limit, int)
+        if not (_strings(include) and _strings(exclude) and isinstance(limit, int) and limit > 0):
+            raise CollectionError(
+                f"the collection's stored scan settings are damaged ({data!r}): give "
+                "--include, --exclude and --max-file-size again with `tpsearch index`"
+            )
         return cls(tuple(include), tuple(exclude), limit)
+
+
+def _strings(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 @dataclass(frozen=True)

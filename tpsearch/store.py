@@ -358,6 +358,32 @@ class Store:
         )
         return {row[0]: ChunkRow(*row) for row in rows}
 
+    def chunk_ids_of_files(self, file_ids: Sequence[int]) -> np.ndarray:
+        """Ids of the chunks of these files, sorted."""
+        rows = self.db.execute(
+            "SELECT id FROM chunks WHERE file_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            [json.dumps(list(file_ids))],
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def search_text(
+        self, expression: str, limit: int, file_ids: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) of the chunks matching an FTS5 expression,
+        best first; heading matches weigh double. Only chunks of `file_ids` when given."""
+        sql = (
+            "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ?"
+        )
+        params: list[Any] = [expression]
+        if file_ids is not None:
+            sql += (
+                " AND rowid IN (SELECT id FROM chunks"
+                " WHERE file_id IN (SELECT value FROM json_each(?)))"
+            )
+            params.append(json.dumps(list(file_ids)))
+        rows = self.db.execute(sql + " ORDER BY r LIMIT ?", [*params, limit]).fetchall()
+        return [(int(chunk_id), -float(bm25)) for chunk_id, bm25 in rows]
+
     def chunk_records(self) -> list[ChunkRecord]:
         """Every chunk with its file's facts, file by file, in document order."""
         rows = self.db.execute(
