@@ -167,3 +167,12 @@ def test_a_real_process_indexes_without_a_model_and_answers_lexically(tmp_path: 
     found = tpsearch("query", "firewall", "--json")
     assert found.returncode == 0 and json.loads(found.stdout)[0]["path"] == "docs/guide.md"
     assert tpsearch("query", "zzzyzzy", "--mode", "lexical").returncode == 1
+
+
+def test_a_mistyped_path_is_refused_before_a_collection_is_created(project: Path) -> None:
+    result = run("index", "dcos", "--reembed")
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
+    assert not (project / ".tpsearch").exists()
+    for bad in (["--batch-size", "0"], ["--max-file-size", "lots"]):
+        assert run("index", "docs", *bad).exit_code == 2
+        assert not (project / ".tpsearch").exists()

@@ -12,7 +12,7 @@ import pytest
 from tests.corpus import API, FILES, FlakyEncoder, edit, failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection, find_index_dir
-from tpsearch.errors import CollectionError, EncodingError, ModelLoadError
+from tpsearch.errors import CollectionError, ConfigError, EncodingError, ModelLoadError
 from tpsearch.locking import WriterLock
 from tpsearch.vectors import VectorIndex
 
@@ -299,3 +299,19 @@ def test_status_reports_what_a_user_needs(col: Collection, docs: Path) -> None:
     assert status.vector_index == {"kind": "exact", "vectors": 3, "nlist": 0, "nprobe": 0}
     assert status.last_run["status"] == "completed"  # type: ignore[index]
     assert status.problems == []
+
+
+def test_reembed_with_a_mistyped_path_changes_nothing(col: Collection, docs: Path) -> None:
+    col.index([docs], encoder_factory=using(HashingEncoder()))
+    before = col.store.counts()
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        col.index([docs.parent / "dcos"], reembed=True, encoder_factory=using(HashingEncoder()))
+    assert col.store.counts() == before and before["embedded"] == 3  # no vector dropped
+    assert col.vectors_epoch() == 1 and saved_ids(col) == chunk_ids(col)
+    assert col.status().sources == ["docs"]
+
+
+def test_a_batch_size_below_one_is_refused_before_any_work(col: Collection, docs: Path) -> None:
+    with pytest.raises(ConfigError, match="batch size"):
+        col.index([docs], encoder_factory=using(HashingEncoder()), batch_size=0)
+    assert col.store.counts()["files"] == 0 and col.store.last_run() is None

@@ -187,11 +187,13 @@ def index_command(
 ) -> None:
     """Index files: only what changed since the last run is read, chunked and embedded."""
     from tpsearch.collection import Collection
+    from tpsearch.indexing import check_arguments
     from tpsearch.render import RichProgress, render_notice, render_summary
     from tpsearch.sources import parse_size
 
     overrides = model_overrides(locals())
     limit = parse_size(max_file_size) if max_file_size else None
+    check_arguments(paths, batch_size)  # before a collection is created: a typo costs nothing
     progress = RichProgress(stderr) if not quiet and stderr.is_terminal else None
     with Collection.locate(Path.cwd(), index_dir, create=True) as collection:
         try:

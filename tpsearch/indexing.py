@@ -110,6 +110,23 @@ class IndexSummary:
         return data
 
 
+def check_arguments(paths: Sequence[Path] | None, batch_size: int) -> list[Path] | None:
+    """The sources a run was given (absolute, de-duplicated; None: the remembered ones).
+
+    Raises ConfigError for a path that does not exist or a batch size below 1: called before
+    anything is written (the CLI calls it before it creates a collection), so a typo costs
+    nothing.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"the batch size must be at least 1, got {batch_size}")
+    if not paths:
+        return None
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"no such file or folder: {path}")
+    return list(iter_sources(list(paths)))
+
+
 def run_index(
     col: Collection,
     paths: list[Path] | None,
@@ -121,6 +138,7 @@ def run_index(
     progress: Progress | None,
     batch_size: int,
 ) -> IndexSummary:
+    given = check_arguments(paths, batch_size)
     progress = progress or NullProgress()
     summary = IndexSummary()
     started = time.monotonic()
@@ -129,9 +147,9 @@ def run_index(
         run_id = store.start_run(now())
         status = "failed"
         try:
-            settings, chunker = _prepare(col, overrides, reembed)
             scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
-            sources = _sources(col, paths)
+            settings, chunker = _prepare(col, overrides, reembed)  # checked all before this
+            sources = _sources(col, given)
             store.set_meta(scan=scan_settings.to_dict())
             embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
             with embedder:  # the model loads and encodes while the scan goes on
@@ -182,16 +200,10 @@ def _prepare(
     return settings, chunker
 
 
-def _sources(col: Collection, paths: list[Path] | None) -> list[Path]:
+def _sources(col: Collection, given: list[Path] | None) -> list[Path]:
     """What to scan: the given paths (remembered), else the remembered ones, else the root."""
     stored = [col.root / rel for rel in col.store.get_meta("sources", [])]
-    if paths:
-        for path in paths:
-            if not path.exists():
-                raise ConfigError(f"no such file or folder: {path}")
-        scan = list(iter_sources(paths))
-    else:
-        scan = stored or [col.root]
+    scan = given or stored or [col.root]
     remembered = list(iter_sources([*stored, *scan]))
     col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
     return scan
