@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +318,43 @@ def test_a_batch_size_below_one_is_refused_before_any_work(col: Collection, docs
     with pytest.raises(ConfigError, match="batch size"):
         col.index([docs], encoder_factory=using(HashingEncoder()), batch_size=0)
     assert col.store.counts()["files"] == 0 and col.store.last_run() is None
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from tests.corpus import using
+from tests.fakes import HashingEncoder
+from tpsearch.collection import Collection
+from tpsearch.errors import TpsearchError
+root, me, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+(root / f"ready-{me}").touch()
+while len(list(root.glob("ready-*"))) < n:  # all start together
+    time.sleep(0.001)
+try:
+    with Collection.locate(root, create=True) as col:
+        col.index([root / "docs"], encoder_factory=using(HashingEncoder()))
+    print("indexed")
+except TpsearchError as error:
+    print("refused:", error)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="timing of process start-up")
+def test_first_runs_started_together_end_cleanly(tmp_path: Path, docs: Path) -> None:
+    """Creating and upgrading the database happens under the writer lock: a run that loses the
+    race is told that another process is writing, never shown a raw SQLite error."""
+    n = 4
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-c", RACE, str(tmp_path)]
+    runs = [
+        subprocess.Popen([*command, str(i), str(n)], env=env, stdout=subprocess.PIPE, text=True)
+        for i in range(n)
+    ]
+    outputs = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert "indexed" in outputs, outputs
+    for output in outputs:
+        assert output == "indexed" or "another tpsearch process is writing" in output, output
+    with Collection.open(tmp_path / ".tpsearch") as col:
+        assert col.store.counts()["files"] == 3 and col.problems() == []

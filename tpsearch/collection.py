@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tpsearch.config import EncoderSettings
 from tpsearch.encoder import Encoder, fingerprint_of
 from tpsearch.errors import CollectionError, ModelLoadError
+from tpsearch.locking import WriterLock
 from tpsearch.store import DB_NAME, Store
 from tpsearch.vector_settings import changed_fields
 from tpsearch.vectors import VectorIndex, VectorPolicy, sync
@@ -112,13 +113,18 @@ class Collection:
     @classmethod
     def open(cls, folder: Path, write: bool = False) -> Collection:
         folder = Path(os.path.abspath(folder))
-        if write:
-            folder.mkdir(parents=True, exist_ok=True)
-        elif not (folder / DB_NAME).is_file():
-            raise CollectionError(
-                f"no collection in {folder}: run `tpsearch index PATH` there to create one"
-            )
-        return cls(folder, Store.open(folder / DB_NAME, write=write))
+        database = folder / DB_NAME
+        if not write:
+            if not database.is_file():
+                raise CollectionError(
+                    f"no collection in {folder}: run `tpsearch index PATH` there to create one"
+                )
+            return cls(folder, Store.open(database))
+        folder.mkdir(parents=True, exist_ok=True)
+        if not Store.needs_setup(database):
+            return cls(folder, Store.open(database, write=True))
+        with WriterLock(folder):  # creating or upgrading the database is writing
+            return cls(folder, Store.open(database, write=True))
 
     @classmethod
     def locate(cls, cwd: Path, explicit: Path | None = None, create: bool = False) -> Collection:

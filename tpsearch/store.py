@@ -145,42 +145,72 @@ def vector_blob(vector: np.ndarray) -> bytes:
 class Store:
     """One connection to a collection's database."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, write: bool = False) -> None:
         self.path = path
         self._counts: tuple[tuple[int, int], dict[str, int]] | None = None
         try:
             self.db = Database(path, execute_plugins=False)
             self.db.execute("PRAGMA busy_timeout = 10000")
             self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.enable_wal()
+            if write:  # WAL is a property of the file: readers find it set
+                self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against crashes
         except sqlite3.DatabaseError as error:
             raise CollectionError(f"cannot open the collection database {path}: {error}") from None
 
     @classmethod
     def open(cls, path: Path, write: bool = False) -> Store:
-        """Open (a writer also creates or upgrades) a collection database."""
+        """Open (a writer also creates or upgrades) a collection database.
+
+        A writer must hold the collection's writer lock when `needs_setup` says so: creating
+        or upgrading the database is writing.
+        """
         if not write and not path.exists():
             raise CollectionError(f"no collection database at {path}")
-        store = cls(path)
-        applied = {m.name for m in migrations.applied(store.db)}
+        store = cls(path, write)
+        try:
+            store._check_schema(write)
+        except sqlite3.DatabaseError as error:
+            store.close()
+            raise CollectionError(f"cannot open the collection database {path}: {error}") from None
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @staticmethod
+    def needs_setup(path: Path) -> bool:
+        """Whether the database is missing or lacks schema steps (read only; when unsure, yes)."""
+        if not path.exists():
+            return True
+        try:
+            connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+            try:
+                rows = connection.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = 'tpsearch'"
+                ).fetchall()
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError:
+            return True
+        return bool(set(SCHEMA_STEPS) - {name for (name,) in rows})
+
+    def _check_schema(self, write: bool) -> None:
+        applied = {m.name for m in migrations.applied(self.db)}
         newer = applied - set(SCHEMA_STEPS)
         missing = set(SCHEMA_STEPS) - applied
         if newer:
-            store.close()
             raise CollectionError(
-                f"{path} was written by a newer tpsearch (schema steps "
+                f"{self.path} was written by a newer tpsearch (schema steps "
                 f"{', '.join(sorted(newer))}): upgrade tpsearch to use it"
             )
         if missing and write:
-            migrations.apply(store.db)
+            migrations.apply(self.db)  # each step in one transaction with its record
         elif missing:
-            store.close()
             state = "is being created" if not applied else "needs an upgrade"
             raise CollectionError(
-                f"the collection at {path.parent} {state}: run `tpsearch index` to finish it"
+                f"the collection at {self.path.parent} {state}: run `tpsearch index` to finish it"
             )
-        return store
 
     def close(self) -> None:
         self.db.close()
