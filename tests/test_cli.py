@@ -176,3 +176,17 @@ def test_a_mistyped_path_is_refused_before_a_collection_is_created(project: Path
     for bad in (["--batch-size", "0"], ["--max-file-size", "lots"]):
         assert run("index", "docs", *bad).exit_code == 2
         assert not (project / ".tpsearch").exists()
+
+
+def test_filters_are_shown_remembered_and_reset(project: Path) -> None:
+    assert run("index", "docs", "--include", "*.md").stdout.startswith("2 new")
+    assert "filters      --include '*.md'" in run("status").stdout
+    assert run("index").stdout.startswith("0 new, 0 updated, 2 unchanged, 0 removed")
+    reset = run("index", "--reset-filters")
+    assert reset.exit_code == 0 and reset.stdout.startswith("1 new, 0 updated, 2 unchanged")
+    assert "filters      --max-file-size 1048576" in run("status").stdout
+    empty = run("index", "--include", "")
+    assert empty.exit_code == 2 and "empty --include pattern" in empty.stderr
+    assert (
+        "relative to the collection root" in run("index", "--help", env={"COLUMNS": "400"}).stdout
+    )

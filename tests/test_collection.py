@@ -14,7 +14,7 @@ import pytest
 
 from tests.corpus import API, FILES, FlakyEncoder, edit, failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
-from tpsearch.collection import Collection, find_index_dir
+from tpsearch.collection import Collection, EncoderFactory, find_index_dir
 from tpsearch.errors import CollectionError, ConfigError, EncodingError, ModelLoadError
 from tpsearch.locking import WriterLock
 from tpsearch.vectors import VectorIndex
@@ -29,6 +29,10 @@ def docs(tmp_path: Path) -> Path:
 def col(tmp_path: Path):  # type: ignore[no-untyped-def]
     with Collection.locate(tmp_path, create=True) as opened:
         yield opened
+
+
+def hashing() -> EncoderFactory:
+    return using(HashingEncoder())
 
 
 def chunk_ids(col: Collection) -> list[int]:
@@ -358,3 +362,65 @@ def test_first_runs_started_together_end_cleanly(tmp_path: Path, docs: Path) -> 
         assert output == "indexed" or "another tpsearch process is writing" in output, output
     with Collection.open(tmp_path / ".tpsearch") as col:
         assert col.store.counts()["files"] == 3 and col.problems() == []
+
+
+def write_files(root: Path, rels: list[str]) -> None:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        edit(root / rel, f"# {rel}\n\nThe page {rel} about its own topic.\n")
+
+
+def test_indexing_a_subfolder_keeps_what_the_patterns_select(col: Collection) -> None:
+    write_files(col.root, ["docs/api/a.md", "docs/api/b.md", "docs/guide/c.md"])
+    first = col.index([col.root / "docs"], include=["docs/api/"], encoder_factory=hashing())
+    assert first.new == 2 and sorted(col.store.files()) == ["docs/api/a.md", "docs/api/b.md"]
+    subset = col.index([col.root / "docs" / "api"], encoder_factory=hashing())
+    assert (subset.unchanged, subset.removed) == (2, 0)
+    bare = col.index(encoder_factory=hashing())
+    assert (bare.new, bare.unchanged, bare.removed) == (0, 2, 0)
+    relative_to_docs = col.index(include=["api/*.md"], encoder_factory=hashing())
+    assert relative_to_docs.removed == 2
+    assert "patterns are relative to the collection root" in relative_to_docs.notices[0]
+
+
+def test_an_exclude_holds_whichever_folder_is_indexed(col: Collection) -> None:
+    write_files(col.root, ["docs/a.md", "docs/internal/secret.md"])
+    col.index([col.root / "docs"], exclude=["docs/internal/"], encoder_factory=hashing())
+    direct = col.index([col.root / "docs" / "internal"], encoder_factory=hashing())
+    assert direct.new == 0 and [s.reason for s in direct.skips] == ["excluded"]
+    assert sorted(col.store.files()) == ["docs/a.md"]
+    assert col.index(encoder_factory=hashing()).line().startswith("0 new, 0 updated, 1 unch")
+
+
+def test_filters_are_remembered_until_given_again_or_cleared(col: Collection, docs: Path) -> None:
+    col.index([docs], include=["*.md"], encoder_factory=hashing())
+    assert "docs/notes.txt" not in col.store.files()
+    assert col.index(encoder_factory=hashing()).unchanged == 2  # remembered
+    assert col.status().filters["include"] == ["*.md"]
+    changed = col.index(include=["*.txt"], encoder_factory=hashing())
+    assert (changed.new, changed.removed) == (1, 2)
+    cleared = col.index(include=[], exclude=[], encoder_factory=hashing())
+    assert cleared.new == 2 and len(col.store.files()) == 3
+    assert col.status().filters["include"] == []
+
+
+@pytest.mark.parametrize("include", [[""], ["  "], ["# a comment"], ["!*.md"]])
+def test_a_pattern_that_matches_nothing_is_refused(
+    col: Collection, docs: Path, include: list[str]
+) -> None:
+    col.index([docs], encoder_factory=hashing())
+    with pytest.raises(ConfigError, match="pattern"):
+        col.index(include=include, encoder_factory=hashing())
+    assert len(col.store.files()) == 3  # nothing removed
+
+
+def test_patterns_stored_by_an_older_version_keep_their_meaning(col: Collection) -> None:
+    """They were relative to each indexed folder; now to the collection root."""
+    write_files(col.root, ["docs/api/a.md", "docs/guide/c.md", "docs/guide/api/d.md"])
+    col.index([col.root / "docs"], encoder_factory=hashing())
+    old = {"include": ["api/*.md", "!*.txt"], "exclude": ["draft/"], "max_file_bytes": 9999}
+    col.store.set_meta(scan=old)
+    summary = col.index(encoder_factory=hashing())
+    assert sorted(col.store.files()) == ["docs/api/a.md"] and summary.removed == 2
+    assert col.status().filters["include"] == ["docs/api/*.md", "!*.txt"]
+    assert col.status().filters["exclude"] == ["draft/"]  # matches at any depth: unchanged

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tpsearch.errors import CollectionError, ConfigError
-from tpsearch.sources import ScanSettings, parse_size, read_document, walk
+from tpsearch.sources import ScanSettings, parse_size, read_document, rebase_pattern, walk
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:
@@ -144,3 +144,26 @@ def test_damaged_stored_scan_settings_are_a_clear_error() -> None:
     for damaged in ({"include": "*.md"}, {"exclude": [1]}, {"max_file_bytes": "1M"}):
         with pytest.raises(CollectionError, match="damaged"):
             ScanSettings.from_dict(damaged)
+
+
+def test_include_and_exclude_are_relative_to_the_collection_root(tmp_path: Path) -> None:
+    write(tmp_path, {"docs/api/a.md": "", "docs/api/b.txt": "", "docs/internal/x.md": ""})
+    files, skipped = scan(tmp_path / "docs" / "api", tmp_path, include=("docs/api/*.md",))
+    assert files == {"docs/api/a.md"} and skipped == {"docs/api/b.txt": "excluded"}
+    files, skipped = scan(tmp_path / "docs" / "internal", tmp_path, exclude=("/docs/internal/",))
+    assert files == set() and skipped == {"docs/internal/x.md": "excluded"}
+    files, skipped = scan(tmp_path / "docs", tmp_path, exclude=("docs/internal/",))
+    assert files == {"docs/api/a.md", "docs/api/b.txt"}
+    assert skipped == {"docs/internal/": "excluded"}  # an excluded folder is not entered
+
+
+def test_patterns_of_older_versions_are_rebased_on_their_folders() -> None:
+    assert rebase_pattern("*.md", ["docs"]) == ["*.md"]  # matches at any depth: as is
+    assert rebase_pattern("build/", ["docs"]) == ["build/"]
+    assert rebase_pattern("api/*.md", ["docs", "../notes"]) == [
+        "docs/api/*.md",
+        "../notes/api/*.md",
+    ]
+    assert rebase_pattern("/top.md", ["docs"]) == ["docs/top.md"]
+    assert rebase_pattern("!/keep/", ["docs"]) == ["!docs/keep/"]
+    assert rebase_pattern("a/b", ["."]) == ["a/b"]

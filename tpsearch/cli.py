@@ -157,15 +157,31 @@ def index_command(
     index_dir: IndexDirOpt = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(help="Only files matching this gitignore-style pattern (repeatable)."),
+        typer.Option(
+            help="Only files matching this gitignore-style pattern, relative to the collection "
+            "root like --path of query (repeatable). Remembered: later runs use it until "
+            "--include is given again or --reset-filters."
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(help="Also skip files matching this gitignore-style pattern (repeatable)."),
+        typer.Option(
+            help="Also skip files matching this gitignore-style pattern, relative to the "
+            "collection root (repeatable). Remembered, as --include."
+        ),
     ] = None,
     max_file_size: Annotated[
-        str | None, typer.Option(help="Skip larger files: 500k, 2M, ... (default 1M).")
+        str | None,
+        typer.Option(help="Skip larger files: 500k, 2M, 1G ... (default 1M). Remembered."),
     ] = None,
+    reset_filters: Annotated[
+        bool,
+        typer.Option(
+            "--reset-filters",
+            help="Forget the remembered --include, --exclude and --max-file-size; only the ones "
+            "given now apply.",
+        ),
+    ] = False,
     reembed: Annotated[
         bool, typer.Option("--reembed", help="Drop every vector and embed all chunks again.")
     ] = False,
@@ -187,12 +203,16 @@ def index_command(
 ) -> None:
     """Index files: only what changed since the last run is read, chunked and embedded."""
     from tpsearch.collection import Collection
-    from tpsearch.indexing import check_arguments
+    from tpsearch.indexing import ScanOverrides, check_arguments
     from tpsearch.render import RichProgress, render_notice, render_summary
-    from tpsearch.sources import parse_size
+    from tpsearch.sources import DEFAULT_MAX_FILE_BYTES, parse_size
 
     overrides = model_overrides(locals())
     limit = parse_size(max_file_size) if max_file_size else None
+    if reset_filters:  # what is not given now goes back to the default
+        scan = ScanOverrides(include or [], exclude or [], limit or DEFAULT_MAX_FILE_BYTES)
+    else:  # what is not given now keeps its remembered value
+        scan = ScanOverrides(include or None, exclude or None, limit)
     check_arguments(paths, batch_size)  # before a collection is created: a typo costs nothing
     progress = RichProgress(stderr) if not quiet and stderr.is_terminal else None
     with Collection.locate(Path.cwd(), index_dir, create=True) as collection:
@@ -200,9 +220,9 @@ def index_command(
             with progress or contextlib.nullcontext():
                 summary = collection.index(
                     paths,
-                    include=include or None,
-                    exclude=exclude or None,
-                    max_file_bytes=limit,
+                    include=scan.include,
+                    exclude=scan.exclude,
+                    max_file_bytes=scan.max_file_bytes,
                     overrides=overrides,
                     reembed=reembed,
                     progress=progress,

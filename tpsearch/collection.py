@@ -88,6 +88,7 @@ class CollectionStatus:
     encoder: dict[str, Any]  # the encoder's settings, as it describes them
     chunker: dict[str, Any]
     sources: list[str]
+    filters: dict[str, Any]  # the remembered --include, --exclude and --max-file-size
     bytes_on_disk: dict[str, int]  # database (with its WAL) and vector index
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
     last_run: dict[str, Any] | None
@@ -257,6 +258,7 @@ class Collection:
                 encoder=store.get_meta("encoder", {}),
                 chunker=chunker,
                 sources=store.get_meta("sources", []),
+                filters=store.get_meta("scan", {}),
                 bytes_on_disk={
                     "database": _size(store.path) + _size(store.path.with_name(DB_NAME + "-wal")),
                     "vectors": _size(vectors),

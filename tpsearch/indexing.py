@@ -28,7 +28,7 @@ from tpsearch.embedding import Embedder
 from tpsearch.errors import CollectionError, ConfigError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import now, scan_sources
-from tpsearch.sources import ScanSettings, Skip, iter_sources, relative_to_root
+from tpsearch.sources import ScanSettings, Skip, check_patterns, iter_sources, relative_to_root
 from tpsearch.vector_settings import storable
 
 if TYPE_CHECKING:
@@ -67,6 +67,15 @@ class ScanOverrides:
     include: Sequence[str] | None = None
     exclude: Sequence[str] | None = None
     max_file_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        check_patterns(self.include or (), "include")
+        check_patterns(self.exclude or (), "exclude")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every setting is given, so that the stored ones do not matter."""
+        return None not in (self.include, self.exclude, self.max_file_bytes)
 
     def apply(self, stored: ScanSettings) -> ScanSettings:
         return ScanSettings(
@@ -147,7 +156,7 @@ def run_index(
         run_id = store.start_run(now())
         status = "failed"
         try:
-            scan_settings = scan.apply(ScanSettings.from_dict(store.get_meta("scan", {})))
+            scan_settings = scan.apply(_stored_scan_settings(col, scan))
             settings, chunker = _prepare(col, overrides, reembed)  # checked all before this
             sources = _sources(col, given)
             store.set_meta(scan=scan_settings.to_dict())
@@ -198,6 +207,13 @@ def _prepare(
             store.mark_all_for_rechunk()
         store.set_meta(encoder_settings=storable(settings), chunker=chunker.to_dict())
     return settings, chunker
+
+
+def _stored_scan_settings(col: Collection, scan: ScanOverrides) -> ScanSettings:
+    if scan.complete:  # e.g. --reset-filters: damaged stored settings can be replaced
+        return ScanSettings()
+    stored = col.store.get_meta("scan", {})
+    return ScanSettings.from_dict(stored, col.store.get_meta("sources", []))
 
 
 def _sources(col: Collection, given: list[Path] | None) -> list[Path]:

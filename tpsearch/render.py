@@ -120,12 +120,22 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
             else "none yet",
         ),
         ("sources", ", ".join(status.sources) or "none"),
+        ("filters", _filters(status.filters)),
         ("on disk", f"database {_size(sizes['database'])}, vectors {vectors}"),
         ("last run", last_text),
     ]
     if status.problems is not None:
         rows.append(("problems", "; ".join(status.problems) or "none"))
     return rows
+
+
+def _filters(scan: dict[str, Any]) -> str:
+    """The remembered --include/--exclude/--max-file-size, as a user would give them."""
+    parts = [f"--include {p!r}" for p in scan.get("include", [])]
+    parts += [f"--exclude {p!r}" for p in scan.get("exclude", [])]
+    if "max_file_bytes" in scan:
+        parts.append(f"--max-file-size {scan['max_file_bytes']}")
+    return " ".join(parts) or "none"
 
 
 def render_status(console: Console, status: CollectionStatus) -> None:

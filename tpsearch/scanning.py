@@ -66,6 +66,12 @@ def scan_sources(
         else:
             walked = walk(source, col.root, settings)
             walked_files, skips = walked.files, walked.skipped
+            if settings.include and not walked_files and source.is_dir():
+                shown = " ".join(f"--include {p!r}" for p in settings.include)
+                summary.notices.append(
+                    f"no file in {source_rel} matches {shown}: patterns are relative to the "
+                    f"collection root, {col.root}"
+                )
         live: set[str] = set()
         todo: list[Candidate] = []
         for file in walked_files:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeGuard
@@ -49,35 +49,86 @@ DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class ScanSettings:
-    """Which files a scan takes; stored in the collection so that a bare re-run reuses them."""
+    """Which files a scan takes; stored in the collection so that a bare re-run reuses them.
 
-    include: tuple[str, ...] = ()  # gitignore-style patterns; empty: every text file
-    exclude: tuple[str, ...] = ()  # gitignore-style patterns, on top of the ignore files
+    Include and exclude patterns are gitignore-style and relative to the collection root (the
+    folder holding `.tpsearch/`), like `query --path`: a pattern means the same files whichever
+    folder a run indexes.
+    """
+
+    include: tuple[str, ...] = ()  # empty: every text file
+    exclude: tuple[str, ...] = ()  # on top of the ignore files
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def __post_init__(self) -> None:
         if self.max_file_bytes < 1:
             raise ConfigError(f"the file size limit must be positive, got {self.max_file_bytes}")
+        check_patterns(self.include, "include")
+        check_patterns(self.exclude, "exclude")
 
     def to_dict(self) -> dict[str, object]:
         return {
             "include": list(self.include),
             "exclude": list(self.exclude),
             "max_file_bytes": self.max_file_bytes,
+            "patterns_relative_to": "root",
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ScanSettings:
-        """The settings stored by `to_dict`; CollectionError when they are damaged."""
+    def from_dict(cls, data: dict[str, object], sources: Sequence[str] = ()) -> ScanSettings:
+        """The settings stored by `to_dict`; CollectionError when they are damaged.
+
+        Versions before 0.2 stored patterns relative to each indexed folder: they are rebased
+        on the remembered `sources` (root-relative), so that they keep selecting the same files.
+        """
         include = data.get("include") or []
         exclude = data.get("exclude") or []
         limit = data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
         if not (_strings(include) and _strings(exclude) and isinstance(limit, int) and limit > 0):
             raise CollectionError(
-                f"the collection's stored scan settings are damaged ({data!r}): give "
-                "--include, --exclude and --max-file-size again with `tpsearch index`"
+                f"the collection's stored scan settings are damaged ({data!r}): run "
+                "`tpsearch index --reset-filters` (with any --include, --exclude and "
+                "--max-file-size you want) to replace them"
             )
+        if data.get("patterns_relative_to") != "root":
+            include = [p for pattern in include for p in rebase_pattern(pattern, sources)]
+            exclude = [p for pattern in exclude for p in rebase_pattern(pattern, sources)]
         return cls(tuple(include), tuple(exclude), limit)
+
+
+def check_patterns(patterns: Sequence[str], option: str) -> None:
+    """Refuse patterns that match nothing: a blank one, a comment, an include of only `!...`."""
+    for pattern in patterns:
+        if not pattern.strip():
+            raise ConfigError(f"an empty --{option} pattern matches no file: leave it out")
+        if pattern.startswith("#"):
+            raise ConfigError(
+                f"--{option} pattern {pattern!r} is a comment in gitignore syntax and matches "
+                f"no file: write \\{pattern} for a name starting with #"
+            )
+    if option == "include" and patterns and all(p.startswith("!") for p in patterns):
+        raise ConfigError(
+            f"--include patterns that only negate ({', '.join(patterns)}) match no file: "
+            "use --exclude for what to leave out"
+        )
+
+
+def rebase_pattern(pattern: str, bases: Sequence[str]) -> list[str]:
+    """A gitignore-style pattern written relative to each folder of `bases` (root-relative),
+    as root-relative patterns selecting the same files under those folders.
+
+    A pattern with a slash at its start or middle is anchored to its folder: one copy per base.
+    Any other pattern matches at every depth, under the root as under each base: kept as is.
+    """
+    negated = pattern.startswith("!")
+    body = pattern[1:] if negated else pattern
+    if "/" not in body.rstrip("/") or not bases:
+        return [pattern]
+    prefix = "!" if negated else ""
+    return [
+        prefix + (body.lstrip("/") if base in ("", ".") else f"{base}/{body.lstrip('/')}")
+        for base in bases
+    ]
 
 
 def _strings(value: object) -> TypeGuard[list[str]]:
@@ -180,8 +231,8 @@ class _Walk:
     visited: set[tuple[int, int]] = field(default_factory=set)
     linked: list[tuple[Path, str, _Rules]] = field(default_factory=list)  # walked last
 
-    def skip(self, path: Path, reason: SkipReason, detail: str = "", folder: bool = False) -> None:
-        rel = relative_to_root(path, self.root) + ("/" if folder else "")
+    def skip(self, rel: str, reason: SkipReason, detail: str = "") -> None:
+        """`rel`: relative to the collection root, a folder ending with "/"."""
         self.result.skipped.append(Skip(rel, reason, detail))
 
 
@@ -194,8 +245,8 @@ def _compile(patterns: tuple[str, ...]) -> PathSpec | None:
 def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
     """Every candidate file under `source` (a folder or one file), and what was skipped.
 
-    Ignore-file patterns are relative to the folder holding the file, --include/--exclude
-    patterns to `source`, as in .gitignore. Ignore files in the folders from `root` down to
+    Ignore-file patterns are relative to the folder holding the file, as in git;
+    --include/--exclude patterns to `root`. Ignore files in the folders from `root` down to
     `source` apply too. A file named as `source` is taken whatever the rules say.
     """
     source, root = Path(os.path.abspath(source)), Path(os.path.abspath(root))
@@ -203,48 +254,51 @@ def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
         raise ConfigError(f"no such file or folder: {source}")
     exclude = settings.exclude + (() if settings.include else DEFAULT_EXCLUDES)
     state = _Walk(root, settings, _compile(settings.include), _compile(exclude), WalkResult())
+    source_rel = relative_to_root(source, root)
     if not source.is_dir():
-        _consider_file(state, source, None)
+        _consider_file(state, source, source_rel, explicit=True)
         return state.result
     rules = _Rules()
     if source != root and source.is_relative_to(root):
         for folder in reversed(source.relative_to(root).parents):  # ".", "a", "a/b"
             rules = rules.with_folder(root / folder)
-    _walk_folder(state, source, "", rules)
+    _walk_folder(state, source, source_rel, rules)
     while state.linked:  # linked folders after real ones: a file is found by its real path
         _walk_folder(state, *state.linked.pop(0))
     return state.result
 
 
-def _walk_folder(state: _Walk, folder: Path, rel_src: str, rules: _Rules) -> None:
+def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> None:
+    """Walk `folder`, whose path relative to the collection root is `rel_folder`."""
     try:
         info = folder.stat()
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        state.skip(folder, "unreadable", _reason(error), folder=True)
+        state.skip(rel_folder + "/", "unreadable", _reason(error))
         return
     if (info.st_dev, info.st_ino) in state.visited:
-        state.skip(folder, "symlink-loop", "a folder already walked", folder=True)
+        state.skip(rel_folder + "/", "symlink-loop", "a folder already walked")
         return
     state.visited.add((info.st_dev, info.st_ino))
     rules = rules.with_folder(folder)
     for entry in entries:
         path = Path(entry.path)
-        rel = f"{rel_src}/{entry.name}" if rel_src else entry.name
+        rel = entry.name if rel_folder == "." else f"{rel_folder}/{entry.name}"
         try:
             is_dir = entry.is_dir()  # follows links; a broken link is not a folder
         except OSError:
             is_dir = False
+        shown = rel + "/" if is_dir else rel
         if entry.name in IGNORE_FILES:
             continue
         if is_dir and entry.name in VCS_DIRS:
-            state.skip(path, "vcs", folder=True)
+            state.skip(shown, "vcs")
         elif entry.name.startswith("."):
-            state.skip(path, "hidden", folder=is_dir)
+            state.skip(shown, "hidden")
         elif rules.ignored(path, is_dir):
-            state.skip(path, "ignored", folder=is_dir)
-        elif is_dir and state.exclude is not None and state.exclude.match_file(rel + "/"):
-            state.skip(path, "excluded", folder=True)
+            state.skip(shown, "ignored")
+        elif is_dir and state.exclude is not None and state.exclude.match_file(shown):
+            state.skip(shown, "excluded")
         elif is_dir and entry.is_symlink():
             state.linked.append((path, rel, rules))
         elif is_dir:
@@ -253,28 +307,27 @@ def _walk_folder(state: _Walk, folder: Path, rel_src: str, rules: _Rules) -> Non
             _consider_file(state, path, rel)
 
 
-def _consider_file(state: _Walk, path: Path, rel_src: str | None) -> None:
-    """Size and suffix checks; `rel_src` None: named explicitly, so patterns do not apply."""
-    if rel_src is not None and (
-        (state.exclude is not None and state.exclude.match_file(rel_src))
-        or (state.include is not None and not state.include.match_file(rel_src))
+def _consider_file(state: _Walk, path: Path, rel: str, explicit: bool = False) -> None:
+    """Pattern, size and suffix checks; a file named `explicit`ly is exempt from patterns."""
+    if not explicit and (
+        (state.exclude is not None and state.exclude.match_file(rel))
+        or (state.include is not None and not state.include.match_file(rel))
     ):
-        state.skip(path, "excluded")
+        state.skip(rel, "excluded")
         return
     try:
         info = path.stat()
     except OSError as error:
-        state.skip(path, "unreadable", _reason(error))
+        state.skip(rel, "unreadable", _reason(error))
         return
     limit = state.settings.max_file_bytes
     if not path.is_file():
-        state.skip(path, "unreadable", "not a regular file")
+        state.skip(rel, "unreadable", "not a regular file")
     elif path.suffix.lower() in BINARY_SUFFIXES:
-        state.skip(path, "binary", path.suffix.lower())
+        state.skip(rel, "binary", path.suffix.lower())
     elif info.st_size > limit:
-        state.skip(path, "too-large", f"{info.st_size} bytes > {limit}")
+        state.skip(rel, "too-large", f"{info.st_size} bytes > {limit}")
     else:
-        rel = relative_to_root(path, state.root)
         state.result.files.append(Candidate(path, rel, info.st_size, info.st_mtime_ns))
 
 
