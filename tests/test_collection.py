@@ -77,15 +77,66 @@ def test_a_rerun_without_changes_reads_nothing_and_loads_no_model(
     assert reads == [] and summary.embedded == 0
 
 
-def test_a_file_written_just_now_is_hashed_again_not_trusted(col: Collection, docs: Path) -> None:
+def test_an_edit_that_keeps_size_and_mtime_is_found(col: Collection, docs: Path) -> None:
+    """Like git, the stat signature has ctime, inode and device too: `cp -p`, `tar x` or an
+    editor writing a temporary file and renaming it over keep size and mtime, not those."""
+    col.index([docs], encoder_factory=hashing())
+    api = docs / "api.md"
+    mtime = api.stat().st_mtime_ns
+    api.write_text(API.replace("bearer", "signed"), encoding="utf-8")  # in place, as cp -p
+    os.utime(api, ns=(mtime, mtime))
+    summary = col.index(encoder_factory=hashing())
+    assert summary.updated == 1 and lexical_paths(col, "signed") == {"docs/api.md"}
+    temporary = docs / "api.md.tmp"
+    temporary.write_text(API.replace("bearer", "hashed"), encoding="utf-8")
+    os.utime(temporary, ns=(mtime, mtime))
+    os.replace(temporary, api)  # a new inode under the old name
+    summary = col.index(encoder_factory=hashing())
+    assert summary.updated == 1 and lexical_paths(col, "hashed") == {"docs/api.md"}
+    assert col.index(encoder_factory=hashing()).unchanged == 3
+
+
+def test_a_file_changed_twice_within_a_timestamp_tick_is_found(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system with coarse timestamps and no ctime or inode changes (simulated),
+    a file written during a scan can change again without its stat changing ("racy git")."""
+    import tpsearch.sources as sources
+
+    def coarse(info: os.stat_result) -> sources.Signature:
+        return sources.Signature(info.st_size, info.st_mtime_ns // 10**9 * 10**9, 0, 0, 0)
+
+    monkeypatch.setattr(sources, "signature_of", coarse)
     fresh = docs / "fresh.md"
     fresh.write_text("# Fresh\n\nWritten a moment ago.\n", encoding="utf-8")
-    col.index([docs], encoder_factory=using(HashingEncoder()))
-    row = col.store.files()["docs/fresh.md"]
-    assert row.mtime_ns == 0  # same-tick edits could hide behind an equal stat
-    encoder = HashingEncoder()
-    summary = col.index(encoder_factory=using(encoder))
-    assert summary.unchanged == 4 and encoder.texts_encoded == 0
+    mtime = fresh.stat().st_mtime_ns
+    col.index([docs], encoder_factory=hashing())
+    fresh.write_text("# Fresh\n\nRewritten a moment later\n", encoding="utf-8")  # same size
+    os.utime(fresh, ns=(mtime, mtime))
+    summary = col.index(encoder_factory=hashing())
+    assert summary.updated == 1 and lexical_paths(col, "rewritten") == {"docs/fresh.md"}
+
+
+def test_collections_of_the_first_schema_are_upgraded_without_reembedding(
+    col: Collection, docs: Path
+) -> None:
+    col.index([docs], encoder_factory=hashing())
+    downgrade = sqlite3.connect(col.store.path)  # back to the columns of schema step m001
+    for table in ("files", "skipped"):
+        for column in ("ctime_ns", "inode", "device"):
+            downgrade.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    downgrade.execute("DELETE FROM _sqlite_migrations WHERE name != 'm001_initial'")
+    downgrade.commit()
+    downgrade.close()
+    with Collection.open(col.folder) as reader:  # readers work before the upgrade
+        assert reader.query("firewall", path="*.md", encoder_factory=hashing()).hits
+        assert reader.status().skipped == {"binary": 1, "hidden": 1}
+        assert reader.dedupe().groups == ()
+    with Collection.open(col.folder, write=True) as writer:
+        encoder = HashingEncoder()
+        summary = writer.index(encoder_factory=using(encoder))
+        assert summary.unchanged == 3 and encoder.texts_encoded == 0  # hashed, not re-chunked
+        assert writer.problems() == []
 
 
 def test_a_changed_file_is_rechunked_and_only_it_is_embedded(col: Collection, docs: Path) -> None:

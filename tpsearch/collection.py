@@ -242,9 +242,7 @@ class Collection:
         """What the collection holds; `check` also verifies every invariant (reads it all)."""
         store = self.store
         with store.snapshot():
-            skipped: dict[str, int] = {}
-            for _, reason, *_ in store.skipped():
-                skipped[reason] = skipped.get(reason, 0) + 1
+            skipped = store.skip_counts()
             encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
             vectors = self.vectors_path()
             return CollectionStatus(

@@ -1,17 +1,18 @@
 """Phase 1 of `tpsearch index`: find what changed on disk and commit it, one file at a time.
 
-A file whose size and mtime match its row is unchanged without being read; otherwise it is read
-and hashed, and re-chunked only if its content changed. Each file is one transaction: its row,
-chunks and full-text entries are replaced together, so a crash leaves either version, never a
-mix. The stat recorded is the one taken before reading, so a file that changes while it is read
-looks changed to the next run. Files gone from a scanned folder are removed at the end.
+A file whose stat signature (size, mtime, ctime, inode and device, as git compares them)
+matches its row is unchanged without being read; otherwise it is read and hashed, and
+re-chunked only if its content changed. Each file is one transaction: its row, chunks and
+full-text entries are replaced together, so a crash leaves either version, never a mix. The
+stat recorded is the one taken before reading, so a file that changes while it is read looks
+changed to the next run. Files gone from a scanned folder are removed at the end.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -20,6 +21,7 @@ from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, head
 from tpsearch.sources import (
     Candidate,
     ScanSettings,
+    Signature,
     Skip,
     SkipReason,
     Unreadable,
@@ -28,6 +30,7 @@ from tpsearch.sources import (
     relative_to_root,
     walk,
 )
+from tpsearch.store import STAT_COLUMNS
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection
@@ -56,7 +59,7 @@ def scan_sources(
     """Commit every changed file of `sources`, calling `after_file` after each one."""
     store = col.store
     known = store.files()
-    cached = {row[0]: row for row in store.skipped() if row[1] in CONTENT_SKIPS}
+    cached = {row.path: row for row in store.skipped() if row.reason in CONTENT_SKIPS}
     fresh_after = time.time_ns() - RACY_NS
     for source in sources:
         source_rel = relative_to_root(source, col.root)
@@ -76,12 +79,11 @@ def scan_sources(
         todo: list[Candidate] = []
         for file in walked_files:
             row = known.get(file.rel)
-            if row and row.sha256 and _same_stat(row.size, row.mtime_ns, file):
+            if row and row.sha256 and _same_stat(row.stat, file):
                 summary.unchanged += 1
                 live.add(file.rel)
-            elif row is None and (hit := cached.get(file.rel)) and _same_stat(*hit[3:], file):
-                reason = cast(SkipReason, hit[1])
-                skips.append(Skip(file.rel, reason, hit[2], hit[3], hit[4]))
+            elif row is None and (hit := cached.get(file.rel)) and _same_stat(hit.stat, file):
+                skips.append(Skip(file.rel, cast(SkipReason, hit.reason), hit.detail, hit.stat))
             else:
                 todo.append(file)
         progress.start("scan", len(todo))
@@ -108,19 +110,14 @@ def scan_sources(
     summary.skipped = len(summary.skips)
 
 
-def _same_stat(size: int | None, mtime_ns: int | None, file: Candidate) -> bool:
+def _same_stat(recorded: Signature | None, file: Candidate) -> bool:
     """The recorded stat matches, and can be trusted (mtime 0 marks one that cannot)."""
-    return bool(mtime_ns) and (size, mtime_ns) == (file.size, file.mtime_ns)
+    return recorded is not None and bool(recorded.mtime_ns) and recorded == file.stat
 
 
 def _skip_row(skip: Skip) -> dict[str, Any]:
-    return {
-        "path": skip.rel,
-        "reason": skip.reason,
-        "detail": skip.detail,
-        "size": skip.size,
-        "mtime_ns": skip.mtime_ns,
-    }
+    stat = asdict(skip.stat) if skip.stat is not None else dict.fromkeys(STAT_COLUMNS)
+    return {"path": skip.rel, "reason": skip.reason, "detail": skip.detail, **stat}
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,9 @@ def _index_file(
     The stat recorded is the one taken before reading: if the file changes after that, the
     next run sees a different stat and looks again.
     """
-    mtime = file.mtime_ns if file.mtime_ns < fresh_after else 0  # 0: check again next time
+    stat = file.stat
+    if stat.mtime_ns >= fresh_after:  # may change again within its mtime tick: check next time
+        stat = replace(stat, mtime_ns=0)
     try:
         data = file.path.read_bytes()
     except OSError as error:
@@ -153,20 +152,18 @@ def _index_file(
         return FileOutcome("skipped", skip=skip)
     if len(data) > settings.max_file_bytes:
         detail = f"{len(data)} bytes > {settings.max_file_bytes}"
-        return FileOutcome("skipped", skip=Skip(file.rel, "too-large", detail, file.size, mtime))
+        return FileOutcome("skipped", skip=Skip(file.rel, "too-large", detail, stat))
     doc = read_document(data)
     if isinstance(doc, Unreadable):
-        skip = Skip(file.rel, doc.reason, doc.detail, file.size, mtime)
-        return FileOutcome("skipped", skip=skip)
+        return FileOutcome("skipped", skip=Skip(file.rel, doc.reason, doc.detail, stat))
     if row is not None and row.sha256 == doc.sha256:
-        store.touch_file(file.rel, file.size, mtime)
+        store.touch_file(file.rel, stat)
         return FileOutcome("unchanged")
     fmt = detect_format(file.path.name)
     chunks = chunk_document(doc.text, fmt, chunker, doc.encoding, doc.bom)
     record = {
         "path": file.rel,
-        "size": file.size,
-        "mtime_ns": mtime,
+        **asdict(stat),
         "sha256": doc.sha256,
         "encoding": doc.encoding,
         "format": fmt,

@@ -232,7 +232,7 @@ def _matching_files(store: Store, pattern: str) -> list[int]:
     from pathspec import GitIgnoreSpec
 
     spec = GitIgnoreSpec.from_lines([pattern])
-    return [row.id for path, row in store.files().items() if spec.match_file(path)]
+    return [file_id for path, file_id in store.file_ids().items() if spec.match_file(path)]
 
 
 def _lexical(

@@ -136,13 +136,28 @@ def _strings(value: object) -> TypeGuard[list[str]]:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """What `stat` says about a version of a file. As in git, an edit that keeps the size and
+    mtime (`cp -p`, `tar x`, a temporary file renamed over) still changes ctime or inode."""
+
+    size: int
+    mtime_ns: int  # 0 when stored: too fresh to trust, the next run compares hashes
+    ctime_ns: int
+    inode: int
+    device: int
+
+
+def signature_of(info: os.stat_result) -> Signature:
+    return Signature(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A file the walk would index, with the `stat` that decides whether it changed."""
 
     path: Path  # absolute
     rel: str  # relative to the collection root, "/"-separated
-    size: int
-    mtime_ns: int
+    stat: Signature
 
 
 @dataclass(frozen=True)
@@ -152,8 +167,8 @@ class Skip:
     rel: str  # a folder ends with "/"
     reason: SkipReason
     detail: str = ""
-    size: int | None = None  # with mtime_ns, for a file rejected for its content: the next
-    mtime_ns: int | None = None  # scan skips it again without reading it, until it changes
+    stat: Signature | None = None  # for a file rejected for its content: the next scan skips
+    # it again without reading it, until its stat changes
 
 
 @dataclass
@@ -328,7 +343,7 @@ def _consider_file(state: _Walk, path: Path, rel: str, explicit: bool = False) -
     elif info.st_size > limit:
         state.skip(rel, "too-large", f"{info.st_size} bytes > {limit}")
     else:
-        state.result.files.append(Candidate(path, rel, info.st_size, info.st_mtime_ns))
+        state.result.files.append(Candidate(path, rel, signature_of(info)))
 
 
 def _reason(error: OSError) -> str:

@@ -16,15 +16,16 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from tpsearch.errors import CollectionError
+from tpsearch.sources import Signature
 
 DB_NAME = "tpsearch.db"
 migrations = Migrations("tpsearch")
@@ -87,7 +88,19 @@ def m001_initial(db: Database) -> None:
     )
 
 
-SCHEMA_STEPS = (m001_initial.__name__,)  # every migration above, oldest first
+@migrations()
+def m002_stat_signature(db: Database) -> None:
+    """ctime, inode and device next to size and mtime (see `sources.Signature`). Rows written
+    before have NULLs there, so their files are read and hashed once more (not re-chunked)."""
+    for table in ("files", "skipped"):
+        for column in ("ctime_ns", "inode", "device"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+
+
+SCHEMA_STEPS = (m001_initial.__name__, m002_stat_signature.__name__)  # oldest first
+# Steps that readers (query, status, dedupe, cluster) do without: a collection an older version
+# wrote can be searched before the next `tpsearch index` upgrades it.
+READER_OPTIONAL = frozenset({m002_stat_signature.__name__})
 CHUNK_COLUMNS = (
     "seq",
     "start_line",
@@ -104,9 +117,25 @@ CHUNK_COLUMNS = (
 class FileRow:
     id: int
     path: str
-    size: int
-    mtime_ns: int
     sha256: str
+    stat: Signature | None  # None: written by a version that did not record all of it
+
+
+@dataclass(frozen=True)
+class SkipRow:
+    path: str
+    reason: str
+    detail: str
+    stat: Signature | None  # of a file rejected for its content
+
+
+def _signature(values: Sequence[int | None]) -> Signature | None:
+    if any(value is None for value in values):
+        return None
+    return Signature(*cast(Sequence[int], values))
+
+
+STAT_COLUMNS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
 
 
 @dataclass(frozen=True)
@@ -206,7 +235,7 @@ class Store:
             )
         if missing and write:
             migrations.apply(self.db)  # each step in one transaction with its record
-        elif missing:
+        elif missing - READER_OPTIONAL:
             state = "is being created" if not applied else "needs an upgrade"
             raise CollectionError(
                 f"the collection at {self.path.parent} {state}: run `tpsearch index` to finish it"
@@ -254,9 +283,14 @@ class Store:
 
     # --- files and chunks --------------------------------------------------------------------
 
+    def file_ids(self) -> dict[str, int]:
+        """Path -> id of every file."""
+        return dict(self.db.execute("SELECT path, id FROM files").fetchall())
+
     def files(self) -> dict[str, FileRow]:
-        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files")
-        return {row[1]: FileRow(*row) for row in rows}
+        stat = ", ".join(STAT_COLUMNS)
+        rows = self.db.execute(f"SELECT id, path, sha256, {stat} FROM files")
+        return {row[1]: FileRow(row[0], row[1], row[2], _signature(row[3:])) for row in rows}
 
     def replace_file(self, file: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
         """Put a file and its chunks in place of any earlier version, in one transaction."""
@@ -269,11 +303,10 @@ class Store:
                 [(file_id, *(chunk[c] for c in CHUNK_COLUMNS)) for chunk in chunks],
             )
 
-    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+    def touch_file(self, path: str, stat: Signature) -> None:
         """Same content, new stat: remember the stat so the next run need not hash again."""
-        self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [size, mtime_ns, path]
-        )
+        columns = ", ".join(f"{c} = ?" for c in STAT_COLUMNS)
+        self.db.execute(f"UPDATE files SET {columns} WHERE path = ?", [*astuple(stat), path])
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Drop files with their chunks, vectors and full-text entries (one transaction)."""
@@ -299,8 +332,15 @@ class Store:
                     )
             self.db.table("skipped").insert_all(skips, replace=True)
 
-    def skipped(self) -> list[tuple[str, str, str, int | None, int | None]]:
-        return self.query("SELECT path, reason, detail, size, mtime_ns FROM skipped ORDER BY path")
+    def skip_counts(self) -> dict[str, int]:
+        """How many paths the last scans skipped, by reason."""
+        rows = self.db.execute("SELECT reason, count(*) FROM skipped GROUP BY reason ORDER BY 1")
+        return dict(rows.fetchall())
+
+    def skipped(self) -> list[SkipRow]:
+        stat = ", ".join(STAT_COLUMNS)
+        rows = self.db.execute(f"SELECT path, reason, detail, {stat} FROM skipped ORDER BY path")
+        return [SkipRow(row[0], row[1], row[2], _signature(row[3:])) for row in rows]
 
     # --- vectors -----------------------------------------------------------------------------
 
