@@ -167,3 +167,25 @@ def test_patterns_of_older_versions_are_rebased_on_their_folders() -> None:
     assert rebase_pattern("/top.md", ["docs"]) == ["docs/top.md"]
     assert rebase_pattern("!/keep/", ["docs"]) == ["!docs/keep/"]
     assert rebase_pattern("a/b", ["."]) == ["a/b"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_linked_files_are_taken_once_and_links_out_of_the_source_are_skipped(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, {"docs/sub/a.md": "a", "docs/.private/p.md": "p", "other/o.md": "o"})
+    docs = tmp_path / "docs"
+    (docs / "alias.md").symlink_to(docs / "sub" / "a.md")  # found by its real path already
+    (docs / "p.md").symlink_to(docs / ".private" / "p.md")  # found only through the link
+    (docs / "up").symlink_to(tmp_path)  # the parent: would pull in other/o.md
+    (docs / "o.md").symlink_to(tmp_path / "other" / "o.md")
+    files, skipped = scan(docs, tmp_path)
+    assert files == {"docs/sub/a.md", "docs/p.md"}
+    assert skipped == {
+        "docs/.private/": "hidden",
+        "docs/alias.md": "symlink-duplicate",
+        "docs/up/": "symlink-outside",
+        "docs/o.md": "symlink-outside",
+    }
+    files, _ = scan(tmp_path, tmp_path)  # from the root, other/o.md is inside: by its own path
+    assert files == {"docs/sub/a.md", "docs/p.md", "other/o.md"}

@@ -27,6 +27,8 @@ SkipReason = Literal[
     "hidden",  # a name starting with "."
     "vcs",  # .git, .hg, .svn, ...
     "symlink-loop",  # a link back to a folder being walked, or to one walked already
+    "symlink-outside",  # a link to something outside the folder being indexed
+    "symlink-duplicate",  # a link to a file taken already (by its real path, or another link)
     "too-large",  # over the size limit
     "binary",  # a known binary suffix, or NUL bytes near the start
     "undecodable",  # neither UTF-8 nor a charset that charset-normalizer recognises
@@ -243,8 +245,11 @@ class _Walk:
     include: PathSpec | None
     exclude: PathSpec | None
     result: WalkResult
-    visited: set[tuple[int, int]] = field(default_factory=set)
+    inside: Path | None = None  # the real path of the folder being indexed
+    visited: set[tuple[int, int]] = field(default_factory=set)  # folders walked
+    taken: dict[tuple[int, int], str] = field(default_factory=dict)  # files taken: (dev, inode)
     linked: list[tuple[Path, str, _Rules]] = field(default_factory=list)  # walked last
+    linked_files: list[tuple[Path, str]] = field(default_factory=list)  # considered last
 
     def skip(self, rel: str, reason: SkipReason, detail: str = "") -> None:
         """`rel`: relative to the collection root, a folder ending with "/"."""
@@ -277,9 +282,12 @@ def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
     if source != root and source.is_relative_to(root):
         for folder in reversed(source.relative_to(root).parents):  # ".", "a", "a/b"
             rules = rules.with_folder(root / folder)
+    state.inside = Path(os.path.realpath(source))
     _walk_folder(state, source, source_rel, rules)
     while state.linked:  # linked folders after real ones: a file is found by its real path
         _walk_folder(state, *state.linked.pop(0))
+    for path, rel in state.linked_files:
+        _consider_file(state, path, rel, linked=True)
     return state.result
 
 
@@ -314,16 +322,31 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
             state.skip(shown, "ignored")
         elif is_dir and state.exclude is not None and state.exclude.match_file(shown):
             state.skip(shown, "excluded")
+        elif entry.is_symlink() and not _leads_inside(state, path):
+            state.skip(shown, "symlink-outside", f"-> {os.path.realpath(path)}")
         elif is_dir and entry.is_symlink():
             state.linked.append((path, rel, rules))
         elif is_dir:
             _walk_folder(state, path, rel, rules)
+        elif entry.is_symlink():
+            state.linked_files.append((path, rel))
         else:
             _consider_file(state, path, rel)
 
 
-def _consider_file(state: _Walk, path: Path, rel: str, explicit: bool = False) -> None:
-    """Pattern, size and suffix checks; a file named `explicit`ly is exempt from patterns."""
+def _leads_inside(state: _Walk, link: Path) -> bool:
+    """Whether a link leads into the folder being indexed (a broken link counts as inside:
+    it is reported as unreadable)."""
+    target = Path(os.path.realpath(link))
+    return state.inside is None or not target.exists() or target.is_relative_to(state.inside)
+
+
+def _consider_file(
+    state: _Walk, path: Path, rel: str, explicit: bool = False, linked: bool = False
+) -> None:
+    """Pattern, size and suffix checks; a file named `explicit`ly is exempt from patterns.
+    A `linked` file (a link, considered after every real file) is skipped when the file it
+    leads to is taken already."""
     if not explicit and (
         (state.exclude is not None and state.exclude.match_file(rel))
         or (state.include is not None and not state.include.match_file(rel))
@@ -336,7 +359,10 @@ def _consider_file(state: _Walk, path: Path, rel: str, explicit: bool = False) -
         state.skip(rel, "unreadable", _reason(error))
         return
     limit = state.settings.max_file_bytes
-    if not path.is_file():
+    first = state.taken.get((info.st_dev, info.st_ino))
+    if linked and first is not None:
+        state.skip(rel, "symlink-duplicate", f"the same file as {first}")
+    elif not path.is_file():
         state.skip(rel, "unreadable", "not a regular file")
     elif path.suffix.lower() in BINARY_SUFFIXES:
         state.skip(rel, "binary", path.suffix.lower())
@@ -344,6 +370,7 @@ def _consider_file(state: _Walk, path: Path, rel: str, explicit: bool = False) -
         state.skip(rel, "too-large", f"{info.st_size} bytes > {limit}")
     else:
         state.result.files.append(Candidate(path, rel, signature_of(info)))
+        state.taken.setdefault((info.st_dev, info.st_ino), rel)
 
 
 def _reason(error: OSError) -> str:
