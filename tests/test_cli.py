@@ -190,3 +190,14 @@ def test_filters_are_shown_remembered_and_reset(project: Path) -> None:
     assert (
         "relative to the collection root" in run("index", "--help", env={"COLUMNS": "400"}).stdout
     )
+
+
+def test_a_missing_folder_is_kept_until_forgotten(project: Path) -> None:
+    run("index", "docs")
+    (project / "docs").rename(project / "away")
+    kept = run("index")
+    assert kept.exit_code == 0 and "docs is missing" in kept.stderr
+    assert run("query", "firewall").exit_code == 0
+    forgotten = run("index", "--forget", "docs")
+    assert forgotten.exit_code == 0 and "3 removed" in forgotten.stdout
+    assert run("query", "firewall", "--mode", "lexical").exit_code == 1

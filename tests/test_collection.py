@@ -192,14 +192,38 @@ def test_a_bare_run_rescans_the_remembered_folders(col: Collection, docs: Path) 
     assert col.status().sources == ["docs"]
 
 
-def test_a_remembered_folder_that_vanished_takes_its_files_along(
+def test_a_missing_remembered_folder_keeps_its_files_until_forgotten(
     col: Collection, docs: Path
 ) -> None:
-    col.index([docs], encoder_factory=using(HashingEncoder()))
+    """A folder can be missing for a while (a disk not mounted, a checkout being switched):
+    its files stay searchable, and the user is told how to remove them for good."""
+    col.index([docs], encoder_factory=hashing())
+    hidden = docs.with_name("unmounted")
+    docs.rename(hidden)
+    summary = col.index(encoder_factory=hashing())
+    assert summary.removed == 0 and col.store.counts()["files"] == 3
+    assert "docs is missing" in summary.notices[0] and "--forget docs" in summary.notices[0]
+    assert lexical_paths(col, "firewall") == {"docs/guide.md"}
+    hidden.rename(docs)  # back again: nothing to redo
+    assert col.index(encoder_factory=hashing()).line().startswith("0 new, 0 updated, 3 unch")
     shutil.rmtree(docs)
-    summary = col.index(encoder_factory=using(HashingEncoder()))
-    assert summary.removed == 3 and col.store.counts()["chunks"] == 0
-    assert any("no longer exists" in notice for notice in summary.notices)
+    with pytest.raises(ConfigError, match="not a remembered"):
+        col.index(forget=["elsewhere"], encoder_factory=hashing())
+    forgotten = col.index(forget=[docs], encoder_factory=hashing())
+    assert forgotten.removed == 3 and col.store.counts()["chunks"] == 0
+    assert col.status().sources == [] and col.status().skipped == {}
+    bare = col.index(encoder_factory=hashing())  # nothing remembered: not the whole root
+    assert bare.line().startswith("0 new, 0 updated, 0 unchanged, 0 removed, 0 skipped")
+    assert "tpsearch index PATH" in bare.notices[0]
+
+
+def test_forgetting_a_folder_keeps_what_is_indexed_again(col: Collection, docs: Path) -> None:
+    (docs / "more").mkdir()
+    edit(docs / "more" / "extra.md", "# Extra\n\nAn extra page about sailing.\n")
+    col.index([docs], encoder_factory=hashing())
+    summary = col.index([docs / "more"], forget=[docs], encoder_factory=hashing())
+    assert summary.removed == 3 and sorted(col.store.files()) == ["docs/more/extra.md"]
+    assert col.status().sources == ["docs/more"]
 
 
 def test_changing_a_vector_setting_is_refused_and_offers_reembed(

@@ -182,6 +182,14 @@ def index_command(
             "given now apply.",
         ),
     ] = False,
+    forget: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Stop indexing this remembered file or folder and remove its files from the "
+            "collection (repeatable); a missing folder's files are kept until then.",
+            show_default=False,
+        ),
+    ] = None,
     reembed: Annotated[
         bool, typer.Option("--reembed", help="Drop every vector and embed all chunks again.")
     ] = False,
@@ -227,6 +235,7 @@ def index_command(
                     reembed=reembed,
                     progress=progress,
                     batch_size=batch_size,
+                    forget=forget or (),
                 )
         except KeyboardInterrupt:
             message = "interrupted; the work committed so far is kept: run `tpsearch index` again"

@@ -171,12 +171,15 @@ class Collection:
         reembed: bool = False,
         progress: Progress | None = None,
         batch_size: int = 32,
+        forget: Sequence[Path | str] = (),
     ) -> IndexSummary:
         """Bring the collection up to date with `paths` (default: the paths indexed before).
 
         Scans, chunks and commits every changed file (so lexical search works whatever
         happens next), then embeds pending chunks, then brings the vector index up to date.
         Raises `ModelLoadError` after committing the scan if the model cannot load.
+        `forget` names remembered files or folders to stop indexing: their files are removed
+        (a remembered folder that is missing keeps its files until then).
         """
         from tpsearch.indexing import ScanOverrides, run_index
 
@@ -190,6 +193,7 @@ class Collection:
             reembed=reembed,
             progress=progress,
             batch_size=batch_size,
+            forget=[Path(p) for p in forget],
         )
 
     def query(

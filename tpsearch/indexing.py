@@ -16,6 +16,7 @@ changed files changed and the pending chunks pending, and finishes the work.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from tpsearch.config import EncoderSettings
 from tpsearch.embedding import Embedder
 from tpsearch.errors import CollectionError, ConfigError
 from tpsearch.locking import WriterLock
-from tpsearch.scanning import now, scan_sources
+from tpsearch.scanning import forget_sources, now, scan_sources
 from tpsearch.sources import ScanSettings, Skip, check_patterns, iter_sources, relative_to_root
 from tpsearch.vector_settings import storable
 
@@ -146,6 +147,7 @@ def run_index(
     reembed: bool,
     progress: Progress | None,
     batch_size: int,
+    forget: list[Path],
 ) -> IndexSummary:
     given = check_arguments(paths, batch_size)
     progress = progress or NullProgress()
@@ -157,13 +159,20 @@ def run_index(
         status = "failed"
         try:
             scan_settings = scan.apply(_stored_scan_settings(col, scan))
+            plan = _plan_sources(col, given, forget)
             settings, chunker = _prepare(col, overrides, reembed)  # checked all before this
-            sources = _sources(col, given)
-            store.set_meta(scan=scan_settings.to_dict())
+            store.set_meta(sources=plan.remembered, scan=scan_settings.to_dict())
+            if plan.forgotten:
+                summary.removed += forget_sources(store, plan.forgotten, plan.remembered)
+            elif not plan.scan:
+                summary.notices.append(
+                    "nothing to index: no file or folder is remembered (all were forgotten); "
+                    "run `tpsearch index PATH`"
+                )
             embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
             with embedder:  # the model loads and encodes while the scan goes on
                 scan_sources(
-                    col, sources, scan_settings, chunker, summary, progress, embedder.commit_ready
+                    col, plan.scan, scan_settings, chunker, summary, progress, embedder.commit_ready
                 )
                 embedder.finish()
             _save_vectors(col, progress)
@@ -216,13 +225,38 @@ def _stored_scan_settings(col: Collection, scan: ScanOverrides) -> ScanSettings:
     return ScanSettings.from_dict(stored, col.store.get_meta("sources", []))
 
 
-def _sources(col: Collection, given: list[Path] | None) -> list[Path]:
-    """What to scan: the given paths (remembered), else the remembered ones, else the root."""
-    stored = [col.root / rel for rel in col.store.get_meta("sources", [])]
-    scan = given or stored or [col.root]
-    remembered = list(iter_sources([*stored, *scan]))
-    col.store.set_meta(sources=[relative_to_root(p, col.root) for p in remembered])
-    return scan
+@dataclass(frozen=True)
+class SourcePlan:
+    """Which files and folders a run scans, remembers and forgets."""
+
+    scan: list[Path]  # absolute
+    remembered: list[str]  # relative to the root, as stored
+    forgotten: list[str]
+
+
+def _plan_sources(col: Collection, given: list[Path] | None, forget: list[Path]) -> SourcePlan:
+    """What to scan: the given paths (remembered), else the remembered ones, else (on a first
+    run) the root. Forgotten paths must be remembered ones; a run that forgets scans only the
+    paths it was given."""
+    stored_rels: list[str] | None = col.store.get_meta("sources")
+    stored = [col.root / rel for rel in stored_rels or []]
+    forgotten = []
+    for path in forget:  # relative to the current folder, or as listed (to the root)
+        relative = [relative_to_root(Path(os.path.abspath(path)), col.root), path.as_posix()]
+        rel = next((r for r in relative if r in (stored_rels or [])), None)
+        if rel is None:
+            listed = ", ".join(stored_rels or []) or "none"
+            raise ConfigError(
+                f"{path} is not a remembered file or folder (remembered, relative to "
+                f"{col.root}: {listed}): --forget takes one of those"
+            )
+        forgotten.append(rel)
+    stored = [p for p in stored if relative_to_root(p, col.root) not in forgotten]
+    scan = stored if stored_rels is not None else [col.root]
+    if given or forgotten:
+        scan = given or []
+    remembered = [relative_to_root(p, col.root) for p in iter_sources([*stored, *scan])]
+    return SourcePlan(scan, remembered, forgotten)
 
 
 def _save_vectors(col: Collection, progress: Progress) -> None:

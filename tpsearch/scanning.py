@@ -63,18 +63,21 @@ def scan_sources(
     fresh_after = time.time_ns() - RACY_NS
     for source in sources:
         source_rel = relative_to_root(source, col.root)
-        if not source.exists():  # a remembered source that is gone: so are its files
-            summary.notices.append(f"{source_rel} no longer exists: its files were removed")
-            walked_files, skips = [], []
-        else:
-            walked = walk(source, col.root, settings)
-            walked_files, skips = walked.files, walked.skipped
-            if settings.include and not walked_files and source.is_dir():
-                shown = " ".join(f"--include {p!r}" for p in settings.include)
-                summary.notices.append(
-                    f"no file in {source_rel} matches {shown}: patterns are relative to the "
-                    f"collection root, {col.root}"
-                )
+        if not source.exists():  # deleted, or on a disk not mounted now: only the user knows
+            kept = sum(is_under(path, source_rel) for path in known)
+            summary.notices.append(
+                f"{source_rel} is missing (deleted, moved, or on a disk that is not mounted?): "
+                f"its {kept} files are kept; `tpsearch index --forget {source_rel}` removes them"
+            )
+            continue
+        walked = walk(source, col.root, settings)
+        walked_files, skips = walked.files, walked.skipped
+        if settings.include and not walked_files and source.is_dir():
+            shown = " ".join(f"--include {p!r}" for p in settings.include)
+            summary.notices.append(
+                f"no file in {source_rel} matches {shown}: patterns are relative to the "
+                f"collection root, {col.root}"
+            )
         live: set[str] = set()
         todo: list[Candidate] = []
         for file in walked_files:
@@ -108,6 +111,19 @@ def scan_sources(
         store.replace_skips([source_rel], [_skip_row(s) for s in skips])
         summary.skips += skips
     summary.skipped = len(summary.skips)
+
+
+def forget_sources(store: Store, forgotten: list[str], kept: list[str]) -> int:
+    """Remove the files and skips under `forgotten` sources but not under `kept` ones (all
+    root-relative); how many files were removed."""
+    gone = [
+        path
+        for path in store.files()
+        if any(is_under(path, f) for f in forgotten) and not any(is_under(path, k) for k in kept)
+    ]
+    removed = store.remove_files(gone)
+    store.replace_skips(forgotten, [])  # the kept sources' skips come back with their scan
+    return removed
 
 
 def _same_stat(recorded: Signature | None, file: Candidate) -> bool:
