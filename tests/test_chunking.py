@@ -165,3 +165,35 @@ def test_helpers() -> None:
     assert approx_tokens("internationalization is hard!") == 5 + 1 + 1 + 1
     assert embedding_text("A > B", "body") == "A > B\n\nbody"
     assert embedding_text("", "body") == "body"
+
+
+def test_a_word_longer_than_the_budget_is_cut_within_it() -> None:
+    """A data URI or a hash is one 'word' of thousands of characters."""
+    blob = "iVBORw0KGgo" * 400  # 4400 word characters, about 1100 tokens
+    doc = f"An image: data:image/png;base64,{blob} and a caption after it."
+    data = doc.encode()
+    chunks = chunk_document(doc, "markdown", TINY)
+    assert all(c.tokens <= TINY.max_tokens for c in chunks), [c.tokens for c in chunks]
+    assert "".join(c.text for c in chunks).replace(" ", "") == doc.replace(" ", "")
+    for chunk in chunks:
+        assert data[chunk.start_byte : chunk.end_byte].decode() == chunk.text
+
+
+def test_old_mac_line_endings_are_line_breaks() -> None:
+    doc = "\r".join(f"Line {i} says something short." for i in range(60))
+    lines = doc.split("\r")
+    chunks = chunk_document(doc, "text", TINY)
+    assert len(chunks) > 3 and chunks[-1].start_line > 50
+    for chunk in chunks:
+        assert chunk.text in "\r".join(lines[chunk.start_line - 1 : chunk.end_line])
+        assert doc.encode()[chunk.start_byte : chunk.end_byte].decode() == chunk.text
+
+
+def test_a_setext_underline_makes_only_the_line_above_a_heading() -> None:
+    """Text just above a title keeps its place in the chunk text; the title stays short."""
+    doc = "\n".join(
+        ["Some opening words", "that run on.", "Title", "=====", "", paragraph("body", 40)]
+    )
+    chunks = chunk_document(doc, "markdown", TINY)
+    assert chunks[0].heading == () and "that run on." in chunks[0].text
+    assert {c.heading for c in chunks[1:]} == {("Title",)}

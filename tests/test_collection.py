@@ -499,3 +499,18 @@ def test_patterns_stored_by_an_older_version_keep_their_meaning(col: Collection)
     assert sorted(col.store.files()) == ["docs/api/a.md"] and summary.removed == 2
     assert col.status().filters["include"] == ["docs/api/*.md", "!*.txt"]
     assert col.status().filters["exclude"] == ["draft/"]  # matches at any depth: unchanged
+
+
+def test_a_new_chunker_version_recuts_files_as_they_change(col: Collection, docs: Path) -> None:
+    """Cutting rules of a newer tpsearch do not force a re-embedding of every file."""
+    col.index([docs], encoder_factory=hashing())
+    old = {**col.store.get_meta("chunker"), "version": 1}
+    col.store.set_meta(chunker=old)
+    edit(docs / "api.md", API + "\nOne more line.\n")
+    encoder = HashingEncoder()
+    summary = col.index(encoder_factory=using(encoder))
+    assert (summary.updated, summary.unchanged) == (1, 2)  # only the changed file, re-cut
+    assert encoder.texts_encoded == summary.chunks_written
+    assert "--reembed" in summary.notices[0]
+    assert col.store.get_meta("chunker")["version"] > 1
+    assert col.index(encoder_factory=hashing()).notices == []

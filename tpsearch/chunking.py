@@ -3,8 +3,9 @@
 A document becomes a tree of sections (Markdown ATX/setext headings, reStructuredText
 adorned titles; plain text has none), each holding blocks (paragraphs, fenced code) as line
 ranges. A section that fits the budget, subsections included, is one chunk; a larger one packs
-its own blocks greedily, splitting an oversized block by lines and an oversized line by tokens,
-then recurses into its subsections. Consecutive chunks of one section share a few lines.
+its own blocks greedily, splitting an oversized block by lines, an oversized line by tokens and
+an oversized word by 4-character pieces, then recurses into its subsections. Consecutive
+chunks of one section share a few lines.
 
 Tokens are counted approximately, without a tokenizer, so that chunking works while the model
 cannot load: a word costs one token per 4 characters (rounded up) and each punctuation mark
@@ -33,7 +34,9 @@ SUFFIX_FORMATS: dict[str, Format] = {
     ".rest": "rst",
 }
 
-CHUNKER_VERSION = 1  # bump whenever the same settings would cut different chunks
+# Bump whenever the same settings would cut different chunks. 2: words over the budget are cut
+# within it, a lone CR ends a line, a setext underline makes only the line above it a heading.
+CHUNKER_VERSION = 2
 LAST_POOLING_TOKENS = 160  # last-token pooling is weak on long texts: keep chunks short
 MEAN_POOLING_TOKENS = 384
 PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_length
@@ -42,6 +45,7 @@ PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_len
 # one per punctuation mark.
 TOKEN_PIECE = re.compile(r"\w{1,4}|[^\w\s]")
 TOKEN = re.compile(r"\w+|[^\w\s]")
+LINE_BREAK = re.compile(r"\r(?!\n)|\n")  # "\r\n" ends a line at its "\n" (the "\r" stays)
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,12 @@ def _markdown_kinds(lines: list[str]) -> list[LineKind]:
             kinds[i] = _Heading(len(match.group(1)), _clean_title(match.group(2) or ""))
             paragraph = None
         elif paragraph is not None and (match := SETEXT.match(line)) is not None:
-            title = " ".join(lines[j].strip() for j in range(paragraph, i))
-            kinds[paragraph] = _Heading(1 if match.group(1)[0] == "=" else 2, _clean_title(title))
-            for j in range(paragraph + 1, i + 1):
-                kinds[j] = CONT
+            # Only the line above is the title (CommonMark takes the whole paragraph, as a
+            # multi-line title; Python-Markdown and pandoc take one line): lines above it stay
+            # text, and a heading path stays short.
+            level = 1 if match.group(1)[0] == "=" else 2
+            kinds[i - 1] = _Heading(level, _clean_title(lines[i - 1].strip()))
+            kinds[i] = CONT
             paragraph = None
         elif paragraph is None:
             paragraph = i
@@ -255,11 +261,11 @@ class _Doc:
     def __init__(self, text: str, codec: str, bom: int) -> None:
         self.text = text
         self.codec = codec
-        self.lines = text.split("\n")
+        self.lines = LINE_BREAK.split(text)  # every break is one character: "\n" or "\r"
         self.starts = [0, *accumulate(len(line) + 1 for line in self.lines)]
         self.line_tokens = [approx_tokens(line) for line in self.lines]
         self.cum_tokens = [0, *accumulate(self.line_tokens)]
-        newline = len("\n".encode(codec))
+        newline = len("\n".encode(codec))  # as many bytes as "\r" in every codec read
         self.byte_starts = list(
             accumulate((len(line.encode(codec)) + newline for line in self.lines), initial=bom)
         )
@@ -298,13 +304,24 @@ def _pieces(doc: _Doc, a: int, b: int, budget: int) -> Iterator[_Piece]:
             yield _Piece(doc.starts[i], doc.line_end(i), i, i, doc.line_tokens[i], True)
             continue
         start, tokens = doc.starts[i], 0
-        for match in TOKEN.finditer(doc.text, doc.starts[i], doc.line_end(i)):
-            cost = approx_tokens(match.group())
+        for at, cost in _token_units(doc.text, doc.starts[i], doc.line_end(i), budget):
             if tokens + cost > budget and tokens:
-                yield _Piece(start, match.start(), i, i, tokens, False)
-                start, tokens = match.start(), 0
+                yield _Piece(start, at, i, i, tokens, False)
+                start, tokens = at, 0
             tokens += cost
         yield _Piece(start, doc.line_end(i), i, i, tokens, False)
+
+
+def _token_units(text: str, start: int, end: int, budget: int) -> Iterator[tuple[int, int]]:
+    """(where, tokens) of each word and mark of text[start:end]; a word over the budget (a
+    data URI, a hash) comes as its 4-character pieces, one token each, so it can be cut."""
+    for match in TOKEN.finditer(text, start, end):
+        cost = approx_tokens(match.group())
+        if cost <= budget:
+            yield match.start(), cost
+        else:
+            for piece in TOKEN_PIECE.finditer(text, match.start(), match.end()):
+                yield piece.start(), 1
 
 
 def _chunk(doc: _Doc, start: int, end: int, heading: tuple[str, ...]) -> Chunk | None:

@@ -160,7 +160,7 @@ def run_index(
         try:
             scan_settings = scan.apply(_stored_scan_settings(col, scan))
             plan = _plan_sources(col, given, forget)
-            settings, chunker = _prepare(col, overrides, reembed)  # checked all before this
+            settings, chunker = _prepare(col, overrides, reembed, summary)  # checked all first
             store.set_meta(sources=plan.remembered, scan=scan_settings.to_dict())
             if plan.forgotten:
                 summary.removed += forget_sources(store, plan.forgotten, plan.remembered)
@@ -187,8 +187,16 @@ def run_index(
     return summary
 
 
+def _same_but_version(stored: dict[str, Any], chunker: ChunkSettings) -> bool:
+    ignore = {"version"}
+    current = chunker.to_dict()
+    return {k: v for k, v in stored.items() if k not in ignore} == {
+        k: v for k, v in current.items() if k not in ignore
+    }
+
+
 def _prepare(
-    col: Collection, overrides: dict[str, Any], reembed: bool
+    col: Collection, overrides: dict[str, Any], reembed: bool, summary: IndexSummary
 ) -> tuple[EncoderSettings, ChunkSettings]:
     """Settings for this run; on --reembed, drop every vector (and the FAISS file) first."""
     store = col.store
@@ -197,6 +205,15 @@ def _prepare(
     stored_chunker = store.get_meta("chunker")
     rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
     embedded = store.counts()["embedded"]
+    if rechunk and embedded and not reembed and _same_but_version(stored_chunker, chunker):
+        # Newer cutting rules, same budget: the stored vectors are still those of their chunks'
+        # text, so files are re-cut as they change rather than all re-embedded now.
+        summary.notices.append(
+            f"this version of tpsearch cuts chunks a little differently (chunker version "
+            f"{stored_chunker.get('version')} -> {chunker.version}): changed files get the new "
+            "cut, and `tpsearch index --reembed` re-cuts and re-embeds every file"
+        )
+        rechunk = False
     if rechunk and embedded and not reembed:
         raise CollectionError(
             f"this collection was chunked with other settings ({stored_chunker}, now "
