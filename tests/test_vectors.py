@@ -101,3 +101,20 @@ def test_sync_switches_to_approximate_when_the_collection_grows(tmp_path: Path) 
     index, changed = sync(small, store, 8, VectorPolicy(exact_max=500))
     assert changed and index.kind == "ivf" and index.ntotal == 600
     store.close()
+
+
+def test_filtered_search_on_an_approximate_index_finds_the_true_neighbours() -> None:
+    """`query --path` on a large collection: a filter empties most IVF cells, so the search
+    must look further (all cells for a small set) to find the true best of the allowed ids."""
+    dim, n = 32, 8_000
+    data = clustered(n + 50, dim, seed=6)
+    vectors, queries = data[:n], data[n:]
+    ids = np.arange(1, n + 1)
+    index = VectorIndex.build(ids, vectors, dim, VectorPolicy(exact_max=2_000))
+    assert index.kind == "ivf"
+    rng = np.random.default_rng(0)
+    for allowed, wanted in ((np.sort(rng.choice(ids, 40, replace=False)), 1.0), (ids[::3], 0.95)):
+        _, found = index.search(queries, 10, allowed)
+        truth = allowed[exact_neighbours(vectors[allowed - 1], queries, 10)]
+        assert (found >= 0).sum(axis=1).min() == 10  # always k results
+        assert recall_at(found, truth) >= wanted, len(allowed)

@@ -136,21 +136,48 @@ class VectorIndex:
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        excluded: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (len(queries), k); ids -1 where fewer than k were found."""
-        import faiss
+        """(scores, ids), each (len(queries), k); ids -1 where fewer than k were found.
 
+        Only ids in `allowed` (when given) and not in `excluded` are returned. A filter
+        empties IVF cells, so a filtered IVF search probes more of them: as many more as
+        the filter keeps fewer vectors, all of them when that is half or more (then the
+        result is exact; the cost stays low, as distances are computed for allowed ids only),
+        and all of them again when fewer than k were found.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if self.ntotal == 0:
+        if self.ntotal == 0 or (allowed is not None and not len(allowed)):
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return np.zeros((len(queries), k), dtype=np.float32), empty
+        selector = _selector(allowed, excluded)
+        if selector is None:
+            return self._search(queries, k, None)
+        nprobe = None
+        if self.kind == "ivf" and allowed is not None:
+            share = min(1.0, len(allowed) / self.ntotal)
+            nprobe = math.ceil(self.nprobe / share)
+            nprobe = self.nlist if nprobe >= self.nlist // 2 else nprobe
+        scores, ids = self._search(queries, k, selector, nprobe)
+        if nprobe is not None and nprobe < self.nlist and (ids < 0).any():
+            scores, ids = self._search(queries, k, selector, self.nlist)
+        return scores, ids
+
+    def _search(
+        self, queries: np.ndarray, k: int, selector: Any, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
         params: Any = None
-        if allowed is not None:
+        if selector is not None:
             params = faiss.SearchParametersIVF() if self.kind == "ivf" else faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-            if self.kind == "ivf":  # a filter empties cells: look into more of them
-                params.nprobe = min(self.nlist, 4 * self.nprobe)
+            params.sel = selector
+            if nprobe is not None:
+                params.nprobe = nprobe
         if len(queries) > FEW_QUERIES:
             return self.index.search(queries, k, params=params)
         # A few queries scan at most exact_max vectors, or a few IVF cells: waking OpenMP
@@ -193,6 +220,27 @@ class VectorIndex:
         if isinstance(index, faiss.IndexIVFFlat):
             return cls(index, "ivf")
         return None
+
+
+def _selector(allowed: np.ndarray | None, excluded: np.ndarray | None) -> Any:
+    """A FAISS id selector: in `allowed` (if given) and not in `excluded` (if any); None for
+    no filter. FAISS keeps no reference to the selectors it combines: they are kept on the
+    outer one."""
+    import faiss
+
+    parts: list[Any] = []
+    if allowed is not None:
+        parts.append(faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+    if excluded is not None and len(excluded):
+        inner = faiss.IDSelectorBatch(np.asarray(excluded, dtype=np.int64))
+        outer: Any = faiss.IDSelectorNot(inner)
+        outer.referenced = inner
+        parts.append(outer)
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    both: Any = faiss.IDSelectorAnd(parts[0], parts[1])
+    both.referenced = parts
+    return both
 
 
 def _fsync_folder(folder: Path) -> None:
