@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def write_corpus(root: Path, files: dict[str, str] | None = None) -> Path:
 def edit(path: Path, text: str, mtime: int = LONG_AGO + 100) -> None:
     path.write_text(text, encoding="utf-8")
     os.utime(path, (mtime, mtime))
+
+
+def downgrade_to_first_schema(database: Path) -> None:
+    """Make a collection's database look as the first schema (m001) left it."""
+    connection = sqlite3.connect(database)
+    for table in ("files", "skipped"):
+        for column in ("ctime_ns", "inode", "device"):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    connection.execute("DELETE FROM _sqlite_migrations WHERE name != 'm001_initial'")
+    connection.commit()
+    connection.close()
 
 
 def using(encoder: Encoder) -> Callable[[EncoderSettings], Encoder]:

@@ -1,6 +1,6 @@
 """Run `Collection.index` in this process and SIGKILL it at a chosen point (for test_crash.py).
 
-    python tests/crash_driver.py ROOT POINT [DELAY]
+    python tests/crash_driver.py ROOT POINT [DELAY] [reembed]
 
 POINT is where the process kills itself, with no chance to clean up:
   scan:N          after the N-th changed file is committed
@@ -9,8 +9,12 @@ POINT is where the process kills itself, with no chance to clean up:
   embed:N         right after the N-th group of vectors is committed
   faiss-write     with the new FAISS file written to its temporary name, not yet renamed
   faiss-renamed   right after the rename, before anything else
+  unlinked        --reembed: the old FAISS file deleted, the vectors not yet dropped
+  cleared         --reembed: inside the transaction that drops the vectors
+  migrate         inside the transaction of the last schema step (creating or upgrading)
   none            not at all (the run completes)
 DELAY (seconds, default 0) slows each encode call, for the parent to kill at random times.
+With `reembed`, the run is `tpsearch index --reembed`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main(root: Path, point: str, delay: float) -> None:
+def main(root: Path, point: str, delay: float, reembed: bool) -> None:
     kind, _, count = point.partition(":")
     target = int(count or 0)
 
@@ -87,11 +91,47 @@ def main(root: Path, point: str, delay: float) -> None:
 
         vectors.os.replace = replace  # type: ignore[attr-defined]
 
+    if kind == "unlinked":
+        from tpsearch.vector_cache import VectorCache
+
+        VectorCache.forget = lambda self: die()  # type: ignore[method-assign]
+    if kind == "cleared":
+        real_clear = Store.clear_vectors
+
+        def clear_vectors(self):  # type: ignore[no-untyped-def]
+            real_clear(self)
+            die()
+
+        Store.clear_vectors = clear_vectors  # type: ignore[method-assign]
+    if kind == "migrate":
+        from tpsearch.store import migrations
+
+        step = migrations._migrations[-1]  # sqlite-utils' list of steps
+        real_step = step.fn
+
+        def dying_step(db):  # type: ignore[no-untyped-def]
+            real_step(db)
+            die()
+
+        step.fn = dying_step
+
     encoder = Encoder()
-    with Collection.locate(root) as col:
-        col.index(encoder_factory=lambda settings: encoder, progress=Progress(), batch_size=1)
+    first = not (root / ".tpsearch").exists()
+    with Collection.locate(root, create=True) as col:
+        col.index(
+            [root / "docs"] if first else None,  # else the remembered folder
+            encoder_factory=lambda settings: encoder,
+            progress=Progress(),
+            batch_size=1,
+            reembed=reembed,
+        )
     print("completed")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
+    main(
+        Path(sys.argv[1]),
+        sys.argv[2],
+        float(sys.argv[3]) if len(sys.argv) > 3 else 0.0,
+        len(sys.argv) > 4 and sys.argv[4] == "reembed",
+    )

@@ -12,12 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.corpus import API, FILES, FlakyEncoder, edit, failing_to_load, using, write_corpus
+from tests.corpus import (
+    API,
+    FILES,
+    FlakyEncoder,
+    downgrade_to_first_schema,
+    edit,
+    failing_to_load,
+    using,
+    write_corpus,
+)
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection, EncoderFactory, find_index_dir
 from tpsearch.errors import CollectionError, ConfigError, EncodingError, ModelLoadError
 from tpsearch.locking import WriterLock
-from tpsearch.vectors import VectorIndex
+from tpsearch.vectors import VectorIndex, VectorPolicy
 
 
 @pytest.fixture
@@ -121,13 +130,7 @@ def test_collections_of_the_first_schema_are_upgraded_without_reembedding(
     col: Collection, docs: Path
 ) -> None:
     col.index([docs], encoder_factory=hashing())
-    downgrade = sqlite3.connect(col.store.path)  # back to the columns of schema step m001
-    for table in ("files", "skipped"):
-        for column in ("ctime_ns", "inode", "device"):
-            downgrade.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    downgrade.execute("DELETE FROM _sqlite_migrations WHERE name != 'm001_initial'")
-    downgrade.commit()
-    downgrade.close()
+    downgrade_to_first_schema(col.store.path)
     with Collection.open(col.folder) as reader:  # readers work before the upgrade
         assert reader.query("firewall", path="*.md", encoder_factory=hashing()).hits
         assert reader.status().skipped == {"binary": 1, "hidden": 1}
@@ -514,3 +517,78 @@ def test_a_new_chunker_version_recuts_files_as_they_change(col: Collection, docs
     assert "--reembed" in summary.notices[0]
     assert col.store.get_meta("chunker")["version"] > 1
     assert col.index(encoder_factory=hashing()).notices == []
+
+
+def test_a_reader_searches_vectors_not_yet_saved_without_building_an_index(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a writer runs, or after one died, SQLite holds vectors the saved FAISS file lacks
+    (and lacks chunks it holds): every query process used to rebuild, even retrain, an index."""
+    col.index([docs], encoder_factory=hashing())  # saved: 3 vectors
+    for n in range(12):
+        edit(docs / f"page{n}.md", f"# Page {n}\n\nSailing boats, page number {n}.\n")
+    (docs / "notes.txt").unlink()
+    monkeypatch.setattr("tpsearch.indexing._save_vectors", lambda col, progress: None)
+    col.index(encoder_factory=hashing())  # as a writer that has not saved yet
+    monkeypatch.undo()
+
+    def no_build(*args: object, **kwargs: object) -> VectorIndex:
+        raise AssertionError("a reader built a vector index")
+
+    monkeypatch.setattr(VectorIndex, "build", no_build)
+    with Collection.open(col.folder) as reader:
+        reader.policy = VectorPolicy(exact_max=4)  # 14 vectors would call for an IVF index
+        for _ in range(2):  # the second query reuses what the first read
+            found = reader.query(
+                "sailing boats page number 7", mode="semantic", k=20, encoder_factory=hashing()
+            )
+            paths = [hit.path for hit in found.hits]
+            assert paths[0] == "docs/page7.md" and len(paths) == 14
+            assert "docs/notes.txt" not in paths  # removed since the save: not in the top k
+            assert (
+                len(
+                    reader.query(
+                        "billing", path="*.txt", mode="semantic", encoder_factory=hashing()
+                    ).hits
+                )
+                == 0
+            )
+
+
+def test_a_long_run_saves_the_vector_index_as_it_goes(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpsearch.vector_cache as vector_cache
+
+    monkeypatch.setattr(vector_cache, "SAVE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(vector_cache, "SAVE_TIME_SHARE", 1e9)  # no matter how long saves take
+    for n in range(30):
+        edit(docs / f"page{n}.md", f"# Page {n}\n\nText of page number {n}.\n")
+    saves: list[int] = []
+    real_save = VectorIndex.save
+
+    def counting_save(index: VectorIndex, path: Path) -> None:
+        saves.append(index.ntotal)
+        real_save(index, path)
+
+    monkeypatch.setattr(VectorIndex, "save", counting_save)
+    summary = col.index([docs], encoder_factory=hashing(), batch_size=1)  # groups of 8
+    assert len(saves) >= 3 and saves[0] < saves[-1] == summary.embedded == 33
+
+
+def test_sqlite_is_made_durable_before_a_vector_file_is_saved(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=NORMAL a power cut can undo the last commits, ids with them; a FAISS
+    file saved after them would then hold ids SQLite may hand out again for other chunks."""
+    events: list[str] = []
+    col.store.db.conn.set_trace_callback(
+        lambda sql: events.append("full") if "synchronous = FULL" in sql else None
+    )
+    real_save = VectorIndex.save
+    monkeypatch.setattr(
+        VectorIndex, "save", lambda index, path: events.append("save") or real_save(index, path)
+    )
+    col.index([docs], encoder_factory=hashing())
+    assert events and events[0] == "full" and events[-1] == "save"
+    assert all(events[i - 1] == "full" for i, e in enumerate(events) if e == "save")

@@ -27,8 +27,9 @@ from tpsearch.encoder import Encoder, fingerprint_of
 from tpsearch.errors import CollectionError, ModelLoadError
 from tpsearch.locking import WriterLock
 from tpsearch.store import DB_NAME, Store
+from tpsearch.vector_cache import VectorCache
 from tpsearch.vector_settings import changed_fields
-from tpsearch.vectors import VectorIndex, VectorPolicy, sync
+from tpsearch.vectors import VectorPolicy
 
 if TYPE_CHECKING:
     from tpsearch.analysis import ClusterSettings, DedupeReport, DedupeSettings
@@ -48,15 +49,6 @@ def default_encoder_factory(settings: EncoderSettings) -> Encoder:
         raise ModelLoadError(f"the embedding engine cannot be imported: {error}") from None
     encoder: Encoder = TPEncoder(settings)
     return encoder
-
-
-def _stamp(path: Path) -> tuple[str, int, int] | None:
-    """Which file, and which version of it (mtime, size); None when there is none."""
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return path.name, info.st_mtime_ns, info.st_size
 
 
 def _size(path: Path) -> int:
@@ -102,12 +94,8 @@ class Collection:
         self.folder = folder
         self.root = folder.parent  # file paths are stored relative to this
         self.store = store
-        self.policy = VectorPolicy()
+        self.vectors = VectorCache(folder, store)
         self._encoder: tuple[tuple[EncoderFactory, str], Encoder] | None = None
-        self._vectors: VectorIndex | None = None
-        self._vectors_stamp: tuple[str, int, int] | None = None  # the file it was loaded from
-        self._vectors_unsaved = False  # differs from that file
-        self._vectors_synced: tuple[int, int] | None = None  # database version at the last sync
 
     # --- finding and opening -----------------------------------------------------------------
 
@@ -301,45 +289,21 @@ class Collection:
 
     # --- vectors -----------------------------------------------------------------------------
 
+    @property
+    def policy(self) -> VectorPolicy:
+        """When the vector index goes approximate, and how good it must be."""
+        return self.vectors.policy
+
+    @policy.setter
+    def policy(self, policy: VectorPolicy) -> None:
+        self.vectors.policy = policy
+
     def vectors_epoch(self) -> int:
         """Bumped by --reembed, so that each generation of vectors has its own FAISS file."""
-        return int(self.store.get_meta("vectors_epoch", 1))
+        return self.vectors.epoch()
 
     def vectors_path(self, epoch: int | None = None) -> Path:
-        return self.folder / f"vectors-{self.vectors_epoch() if epoch is None else epoch}.faiss"
-
-    def vector_index(self, dim: int) -> VectorIndex:
-        """The vector index in step with SQLite (call inside a snapshot).
-
-        Loaded from the saved file, and loaded again whenever that file changes on disk (a
-        writer saved a newer one, or it was damaged); topped up or rebuilt in memory when it
-        lags behind SQLite (after a crash, or while a writer is busy).
-        """
-        path = self.vectors_path()
-        stamp = _stamp(path)
-        if self._vectors is None or stamp != self._vectors_stamp:
-            self._vectors, self._vectors_stamp = VectorIndex.load(path), stamp
-            self._vectors_unsaved, self._vectors_synced = False, None
-        version = self.store.version()
-        if self._vectors is None or version != self._vectors_synced:  # else nothing changed
-            index, changed = sync(self._vectors, self.store, dim, self.policy)
-            self._vectors, self._vectors_synced = index, version
-            self._vectors_unsaved |= changed
-        return self._vectors
-
-    def save_vectors(self) -> None:
-        """Write the vector index if the file on disk differs from it (writers only)."""
-        path = self.vectors_path()
-        if self._vectors is not None and (
-            self._vectors_unsaved or _stamp(path) != self._vectors_stamp or not path.exists()
-        ):
-            self._vectors.save(path)
-            self._vectors_stamp, self._vectors_unsaved = _stamp(path), False
-            self.store.set_meta(vector_index=self._vectors.describe())  # for `status`
-
-    def forget_vectors(self) -> None:
-        self._vectors, self._vectors_stamp, self._vectors_unsaved = None, None, False
-        self._vectors_synced = None
+        return self.vectors.path(epoch)
 
     # --- checks ------------------------------------------------------------------------------
 

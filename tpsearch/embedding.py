@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class Embedder:
         self.error: BaseException | None = None
         self.total: int | None = None  # chunks to embed, known once the scan is committed
         self.first_new = col.store.next_chunk_id()  # chunks from here on come from this run
+        self.after_commit: Callable[[], None] = lambda: None  # after each group of vectors
 
     def __enter__(self) -> Embedder:
         self.worker.start()
@@ -199,6 +201,7 @@ class Embedder:
         added = self.col.store.add_vectors(ids, vectors)
         self.summary.embedded += added
         self.progress.advance("embed", added)
+        self.after_commit()
 
 
 def check_vectors(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:

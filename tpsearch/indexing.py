@@ -170,6 +170,7 @@ def run_index(
                     "run `tpsearch index PATH`"
                 )
             embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
+            embedder.after_commit = col.vectors.save_if_due  # a long run saves as it goes
             with embedder:  # the model loads and encodes while the scan goes on
                 scan_sources(
                     col, plan.scan, scan_settings, chunker, summary, progress, embedder.commit_ready
@@ -222,7 +223,7 @@ def _prepare(
     if reembed and embedded:
         epoch = col.vectors_epoch()
         col.vectors_path(epoch).unlink(missing_ok=True)  # never serve the old vectors again
-        col.forget_vectors()
+        col.vectors.forget()
         with store.transaction():
             store.clear_vectors()
             store.set_meta(
@@ -283,8 +284,8 @@ def _save_vectors(col: Collection, progress: Progress) -> None:
         return
     progress.start("vectors", None)
     with col.store.snapshot():
-        col.vector_index(dim)
-    col.save_vectors()
+        col.vectors.in_step(dim)
+    col.vectors.save()
     current = col.vectors_path()
     for stale in col.folder.glob("vectors-*.faiss*"):  # older epochs, temp files of dead runs
         if stale != current:

@@ -252,6 +252,4 @@ def _semantic(
         allowed = store.chunk_ids_of_files(file_ids)
         if not len(allowed):
             return []
-    index = col.vector_index(store.get_meta("dim"))
-    scores, ids = index.search(vector[None, :], limit, allowed)
-    return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+    return col.vectors.search(vector, limit, store.get_meta("dim"), allowed)

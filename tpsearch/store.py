@@ -281,6 +281,15 @@ class Store:
                         [key, json.dumps(value, sort_keys=True, default=str)],
                     )
 
+    def set_meta_durably(self, **values: Any) -> None:
+        """`set_meta`, committed with synchronous=FULL: on disk, with every earlier commit,
+        before it returns (NORMAL leaves the last commits to the next checkpoint)."""
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            self.set_meta(**values)
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
+
     # --- files and chunks --------------------------------------------------------------------
 
     def file_ids(self) -> dict[str, int]:
