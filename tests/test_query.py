@@ -9,7 +9,7 @@ import pytest
 from tests.corpus import failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection
-from tpsearch.errors import ConfigError
+from tpsearch.errors import ConfigError, ModelLoadError
 from tpsearch.search import fts_expression, fuse, make_snippet, query_terms
 
 ENCODER = HashingEncoder()
@@ -153,3 +153,43 @@ def test_chunks_waiting_for_vectors_are_still_found_and_counted(tmp_path: Path) 
         "1 of 4 chunks have no vector yet and are found by keywords only: run `tpsearch index` "
         "to embed them"
     ]
+
+
+def test_a_query_overlapping_a_reembed_falls_back_to_keywords(tmp_path: Path) -> None:
+    """The query loads its model while `index --reembed` drops the vectors it was set up for."""
+    docs = write_corpus(tmp_path)
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(ENCODER))
+
+    def reembed_starts_meanwhile(settings: object) -> HashingEncoder:
+        with (
+            Collection.open(col.folder, write=True) as writer,
+            pytest.raises(ModelLoadError),
+        ):
+            writer.index(reembed=True, encoder_factory=failing_to_load)
+        return ENCODER
+
+    with Collection.open(col.folder) as reader:
+        result = reader.query("firewall", encoder_factory=reembed_starts_meanwhile)
+    assert result.used == "lexical" and result.hits[0].path == "docs/guide.md"
+    assert "changed while this query ran" in result.notices[0]
+
+
+def test_a_query_never_searches_the_vectors_of_another_model(tmp_path: Path) -> None:
+    """A --reembed with another model of the same dimension finished while the query loaded
+    the old one: its query vector must not be compared with the new vectors."""
+    docs = write_corpus(tmp_path)
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(ENCODER))
+
+    def reembed_finishes_meanwhile(settings: object) -> HashingEncoder:
+        other = HashingEncoder(dim=ENCODER.dim, model_id="test/other")
+        with Collection.open(col.folder, write=True) as writer:
+            writer.index(reembed=True, encoder_factory=using(other))
+        return ENCODER
+
+    with Collection.open(col.folder) as reader:
+        result = reader.query(
+            "firewall", mode="semantic", encoder_factory=reembed_finishes_meanwhile
+        )
+    assert result.used == "lexical" and "changed while this query ran" in result.notices[0]

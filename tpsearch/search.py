@@ -155,9 +155,9 @@ def run_query(
         raise ConfigError("the query is empty: give some words to search for")
     notices: list[str] = []
     used = cast(Mode, mode)
-    vector = None
+    vector, fingerprint = None, None
     if mode != "lexical":
-        vector, why = _query_vector(col, text, overrides, encoder_factory)
+        vector, why, fingerprint = _query_vector(col, text, overrides, encoder_factory)
         if vector is None:
             notices.append(f"{why}: showing keyword (BM25) results only")
             used = "lexical"
@@ -165,6 +165,12 @@ def run_query(
     pool = max(30, k * (10 if files else 3))
     store = col.store
     with store.snapshot():
+        if vector is not None and not _vectors_still_of(store, fingerprint, len(vector)):
+            notices.append(
+                "the collection's vectors changed while this query ran (`tpsearch index "
+                "--reembed`?): showing keyword (BM25) results only; run the query again"
+            )
+            vector, used = None, "lexical"
         file_ids = _matching_files(store, path) if path else None
         lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
         semantic = _semantic(col, vector, pool, file_ids) if vector is not None else []
@@ -212,19 +218,31 @@ def run_query(
 
 def _query_vector(
     col: Collection, text: str, overrides: dict[str, Any], factory: EncoderFactory
-) -> tuple[np.ndarray | None, str]:
-    """The query's vector, or None and why not."""
+) -> tuple[np.ndarray | None, str, str | None]:
+    """The query's vector, or None and why not; and the fingerprint of the vectors it is for.
+
+    The model loads outside any snapshot (it takes seconds): a writer may change the vectors
+    meanwhile, so the caller checks `_vectors_still_of` in the snapshot it searches.
+    """
     store = col.store
-    fingerprint = store.get_meta("fingerprint")
-    if fingerprint is None or not store.has_vectors():
-        return None, "no chunk has a vector yet (run `tpsearch index` with a model that loads)"
-    settings = col.wanted_settings(overrides, reembed=False)  # refuses vector-changing flags
+    with store.snapshot():  # the fingerprint and the settings of one state
+        fingerprint = store.get_meta("fingerprint")
+        if fingerprint is None or not store.has_vectors():
+            reason = "no chunk has a vector yet (run `tpsearch index` with a model that loads)"
+            return None, reason, None
+        settings = col.wanted_settings(overrides, reembed=False)  # refuses vector-changing flags
     try:
         encoder = col.encoder(settings, factory)
     except ModelLoadError as error:
-        return None, f"the model cannot load ({error})"
+        return None, f"the model cannot load ({error})", None
     check_same_vectors(fingerprint, encoder)
-    return encoder.encode([text])[0], ""
+    return encoder.encode([text])[0], "", fingerprint
+
+
+def _vectors_still_of(store: Store, fingerprint: str | None, dim: int) -> bool:
+    """Whether the stored vectors are still the ones a query vector was made for."""
+    stored = store.get_meta("fingerprint")
+    return stored == fingerprint and store.get_meta("dim") == dim and store.has_vectors()
 
 
 def _matching_files(store: Store, pattern: str) -> list[int]:
@@ -252,4 +270,4 @@ def _semantic(
         allowed = store.chunk_ids_of_files(file_ids)
         if not len(allowed):
             return []
-    return col.vectors.search(vector, limit, store.get_meta("dim"), allowed)
+    return col.vectors.search(vector, limit, len(vector), allowed)
