@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,15 @@ def test_a_missing_folder_is_kept_until_forgotten(project: Path) -> None:
     forgotten = run("index", "--forget", "docs")
     assert forgotten.exit_code == 0 and "3 removed" in forgotten.stdout
     assert run("query", "firewall", "--mode", "lexical").exit_code == 1
+
+
+def test_status_check_exits_1_when_it_finds_problems(project: Path) -> None:
+    run("index", "docs")
+    assert run("status", "--check").exit_code == 0
+    damage = sqlite3.connect(project / ".tpsearch" / "tpsearch.db")  # foreign keys off
+    damage.execute("INSERT INTO vectors (chunk_id, vector) VALUES (999, x'00000000')")
+    damage.commit()
+    damage.close()
+    checked = run("status", "--check")
+    assert checked.exit_code == 1 and "1 vectors belong to no chunk" in checked.stdout
+    assert run("status").exit_code == 0  # without --check nothing is verified

@@ -592,3 +592,25 @@ def test_sqlite_is_made_durable_before_a_vector_file_is_saved(
     col.index([docs], encoder_factory=hashing())
     assert events and events[0] == "full" and events[-1] == "save"
     assert all(events[i - 1] == "full" for i, e in enumerate(events) if e == "save")
+
+
+def test_status_check_while_a_writer_is_busy_says_what_it_could_not_check(
+    col: Collection, docs: Path
+) -> None:
+    """FTS5's integrity check is an INSERT: it needs the write lock a busy writer holds."""
+    col.index([docs], encoder_factory=hashing())
+    other = sqlite3.connect(col.store.path)  # a writer in the middle of a transaction
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with Collection.open(col.folder) as reader:
+            reader.store.db.execute("PRAGMA busy_timeout = 100")
+            status = reader.status(check=True)
+        assert status.problems == []  # not "full-text index out of step: database is locked"
+        assert "a writer is busy" in (status.unchecked or [""])[0]
+    finally:
+        other.rollback()
+    with WriterLock(col.folder), Collection.open(col.folder) as reader:  # `tpsearch index`
+        status = reader.status(check=True)
+    assert status.problems == [] and "a writer is busy" in (status.unchecked or [""])[0]
+    status = col.status(check=True)
+    assert (status.problems, status.unchecked) == ([], [])

@@ -301,10 +301,18 @@ def status_command(
     index_dir: IndexDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
     check: Annotated[
-        bool, typer.Option("--check", help="Also verify every invariant (reads everything).")
+        bool,
+        typer.Option(
+            "--check",
+            help="Also verify every invariant (reads everything; the full-text part takes the "
+            "write lock for a moment). Exit status 1 when it finds a problem.",
+        ),
     ] = False,
 ) -> None:
-    """What the collection holds: files, chunks, pending vectors, skips, model, sizes."""
+    """What the collection holds: files, chunks, pending vectors, skips, model, sizes.
+
+    Exit status: 0, or 1 when --check finds a problem, 2 on an error.
+    """
     from tpsearch.collection import Collection
     from tpsearch.render import render_status, status_json
 
@@ -314,6 +322,7 @@ def status_command(
         typer.echo(status_json(status))
     else:
         render_status(stdout, status)
+    raise typer.Exit(1 if status.problems else 0)
 
 
 # --- analysis: dedupe, cluster ------------------------------------------------------------

@@ -15,6 +15,7 @@ decides which encoder settings apply (stored ones, unless flags change them).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tpsearch.config import EncoderSettings
 from tpsearch.encoder import Encoder, fingerprint_of
-from tpsearch.errors import CollectionError, ModelLoadError
+from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
 from tpsearch.locking import WriterLock
 from tpsearch.store import DB_NAME, Store
 from tpsearch.vector_cache import VectorCache
@@ -85,6 +86,13 @@ class CollectionStatus:
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
     last_run: dict[str, Any] | None
     problems: list[str] | None  # None: not checked
+    unchecked: list[str] | None  # what --check could not check now, and why
+
+
+@dataclass(frozen=True)
+class Check:
+    problems: list[str]  # broken invariants; empty when consistent
+    unchecked: list[str]  # what could not be checked now, and why
 
 
 class Collection:
@@ -237,7 +245,7 @@ class Collection:
             skipped = store.skip_counts()
             encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
             vectors = self.vectors_path()
-            return CollectionStatus(
+            status = CollectionStatus(
                 folder=self.folder,
                 root=self.root,
                 skipped=skipped,
@@ -255,9 +263,14 @@ class Collection:
                 },
                 vector_index=store.get_meta("vector_index") if vectors.exists() else None,
                 last_run=store.last_run(),
-                problems=self.problems() if check else None,
+                problems=None,
+                unchecked=None,
                 **store.counts(),
             )
+        if not check:
+            return status
+        checked = self.check()  # outside the snapshot: it writes
+        return dataclasses.replace(status, problems=checked.problems, unchecked=checked.unchecked)
 
     # --- settings ----------------------------------------------------------------------------
 
@@ -307,7 +320,31 @@ class Collection:
 
     # --- checks ------------------------------------------------------------------------------
 
+    def check(self) -> Check:
+        """Every invariant of the database (the FAISS file needs no check: it is compared with
+        SQLite by id whenever it is used). Reads everything.
+
+        FTS5 checks its index with an INSERT: that part runs outside any snapshot, under the
+        writer lock, and is reported as not checked while another process writes.
+        """
+        with self.store.snapshot():
+            problems = self.store.problems()
+        unchecked = []
+        try:
+            with WriterLock(self.folder):
+                full_text = self.store.full_text_problem()
+            problems += [full_text] if full_text else []
+        except WriterBusy:
+            unchecked.append(
+                "the full-text index: a writer is busy (run `tpsearch status --check` again "
+                "when it has finished)"
+            )
+        except CollectionError as error:
+            unchecked.append(f"the full-text index: {error}")
+        except OSError as error:  # no lock file can be made: a read-only folder
+            unchecked.append(f"the full-text index: {error.strerror or error}")
+        return Check(problems, unchecked)
+
     def problems(self) -> list[str]:
-        """Broken invariants of the database; empty when consistent. (The FAISS file needs no
-        check: it is compared with SQLite by id whenever it is used.)"""
-        return self.store.problems()
+        """Broken invariants found by `check`; empty when consistent."""
+        return self.check().problems

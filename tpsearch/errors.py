@@ -30,6 +30,10 @@ class CollectionError(TpsearchError):
     """A collection is missing, locked, or was built with other settings."""
 
 
+class WriterBusy(CollectionError):
+    """Another process is writing the collection (it holds the writer lock, or SQLite's)."""
+
+
 class EncodingError(TpsearchError):
     """The encoder returned something other than one finite vector per text."""
 

@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
-from tpsearch.errors import CollectionError
+from tpsearch.errors import WriterBusy
 
 LOCK_NAME = "write.lock"
 _INFO_OFFSET = 16  # owner info lives after the locked byte range (Windows locks bytes)
 
 
 class WriterLock:
-    """`with WriterLock(folder):` holds the collection's write lock, or raises CollectionError."""
+    """`with WriterLock(folder):` holds the collection's write lock, or raises WriterBusy."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / LOCK_NAME
@@ -37,7 +37,7 @@ class WriterLock:
         except OSError:
             owner = _read_owner(fd)
             os.close(fd)
-            raise CollectionError(
+            raise WriterBusy(
                 f"another tpsearch process is writing this collection ({owner}): wait for it "
                 "to finish; queries keep working meanwhile"
             ) from None

@@ -126,6 +126,8 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
     ]
     if status.problems is not None:
         rows.append(("problems", "; ".join(status.problems) or "none"))
+    if status.unchecked:
+        rows.append(("not checked", "; ".join(status.unchecked)))
     return rows
 
 

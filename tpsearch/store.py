@@ -24,7 +24,7 @@ import numpy as np
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from tpsearch.errors import CollectionError
+from tpsearch.errors import CollectionError, WriterBusy
 from tpsearch.sources import Signature
 
 DB_NAME = "tpsearch.db"
@@ -165,6 +165,22 @@ class ChunkRecord:
     sha256: str  # of the file's bytes; '' when marked for re-chunking
     encoding: str  # the codec that gives back the file's bytes (no byte-order mark)
     indexed_at: str
+
+
+_BUSY, _LOCKED, _READONLY, _CANTOPEN = 5, 6, 8, 14  # SQLite's primary result codes
+
+
+def _cause(error: sqlite3.DatabaseError) -> str:
+    """'busy', 'read-only' or 'other': whether an error says the database was not checked."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    text = str(error).lower()
+    if code is not None:
+        code &= 0xFF  # extended codes carry the primary one in their low byte
+    if code in (_BUSY, _LOCKED) or (code is None and "locked" in text):
+        return "busy"
+    if code in (_READONLY, _CANTOPEN) or (code is None and "readonly" in text):
+        return "read-only"
+    return "other"
 
 
 def vector_blob(vector: np.ndarray) -> bytes:
@@ -540,8 +556,26 @@ class Store:
             ).fetchone()
             if bad:
                 found.append(f"{bad} vectors are not {dim}-dimensional")
+        return found
+
+    def full_text_problem(self, wait_ms: int = 2000) -> str | None:
+        """What is wrong with the full-text index (None: in step with the chunks).
+
+        FTS5 checks with an INSERT, so this writes: call it outside any snapshot, holding the
+        writer lock. Raises WriterBusy when another connection holds SQLite's write lock for
+        longer than `wait_ms`.
+        """
+        (timeout,) = self.db.execute("PRAGMA busy_timeout").fetchone()
+        self.db.execute(f"PRAGMA busy_timeout = {min(int(timeout), wait_ms)}")
         try:
             self.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
         except sqlite3.DatabaseError as error:
-            found.append(f"full-text index out of step with the chunks: {error}")
-        return found
+            cause = _cause(error)
+            if cause == "busy":
+                raise WriterBusy(f"another process is writing the database ({error})") from None
+            if cause == "read-only":
+                raise CollectionError(f"the database cannot be written here ({error})") from None
+            return f"full-text index out of step with the chunks: {error}"
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        return None
