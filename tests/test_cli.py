@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from tests.corpus import failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.cli import app
+from tpsearch.collection import Collection
 from tpsearch.render import render_hits
 from tpsearch.search import Hit, QueryResult
 
@@ -214,3 +215,51 @@ def test_status_check_exits_1_when_it_finds_problems(project: Path) -> None:
     checked = run("status", "--check")
     assert checked.exit_code == 1 and "1 vectors belong to no chunk" in checked.stdout
     assert run("status").exit_code == 0  # without --check nothing is verified
+
+
+def test_ctrl_c_exits_130_with_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run("index", "docs")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Collection, "query", interrupted)
+    result = run("query", "firewall")
+    assert result.exit_code == 130 and result.stderr.strip() == "tpsearch: interrupted"
+    monkeypatch.setattr(Collection, "index", interrupted)
+    result = run("index")
+    assert result.exit_code == 130 and "the work committed so far is kept" in result.stderr
+
+
+def test_an_unexpected_error_keeps_its_traceback_and_exits_2(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never 1: for `query` that means "no results", and a script would believe it."""
+    run("index", "docs")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Collection, "query", broken)
+    result = run("query", "firewall")
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "RuntimeError: a bug" in result.stderr
+    assert "tpsearch: unexpected error" in result.stderr.splitlines()[-1]
+
+
+def test_when_the_model_cannot_load_skips_and_notices_come_before_the_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tpsearch.collection.default_encoder_factory", failing_to_load)
+    (project / "extra").mkdir()
+    (project / "extra" / "x.md").write_text("# Extra\n\nSome extra text.\n")
+    assert run("index", "docs", "extra").exit_code == 2
+    (project / "extra" / "x.md").unlink()
+    (project / "extra").rmdir()
+    result = run("index", "--verbose")
+    assert result.exit_code == 2
+    assert "skipped  binary       docs/logo.png" in result.stdout
+    lines = result.stderr.splitlines()
+    notice = next(i for i, line in enumerate(lines) if "extra is missing" in line)
+    error = next(i for i, line in enumerate(lines) if "offline and not in the cache" in line)
+    assert notice < error

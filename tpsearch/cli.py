@@ -10,6 +10,8 @@ import contextlib
 import inspect as _inspect
 import json
 import os
+import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,12 +20,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from tpsearch import __version__
 from tpsearch.config import EncoderSettings
 from tpsearch.errors import ConfigError, TpsearchError, TpsearchWarning
 
 if TYPE_CHECKING:
+    from tpsearch.indexing import IndexSummary
     from tpsearch.token_prepending import TPEncoder
 
 stdout = Console(soft_wrap=True)
@@ -31,7 +35,9 @@ stderr = Console(stderr=True)
 
 
 class TpsearchGroup(TyperGroup):
-    """The one error boundary: expected errors become one red line and an exit code."""
+    """The one error boundary: expected errors become one red line and an exit code; Ctrl-C
+    exits 130; anything else is a bug and keeps its traceback, with exit code 2 (never 1,
+    which `query` uses for "no results")."""
 
     def invoke(self, ctx: Any) -> Any:
         with warnings.catch_warnings():
@@ -40,8 +46,23 @@ class TpsearchGroup(TyperGroup):
             try:
                 return super().invoke(ctx)
             except TpsearchError as error:
-                stderr.print(Text(f"tpsearch: {error}", style="red"), soft_wrap=True)
+                _error_line(str(error))
                 raise SystemExit(error.exit_code) from None
+            except KeyboardInterrupt:
+                _error_line("interrupted")
+                raise SystemExit(130) from None
+            except (typer.Exit, typer.Abort, TyperException):
+                raise  # exit codes and usage errors: Typer reports them
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                _error_line(
+                    "unexpected error, a bug in tpsearch: please report it (traceback above)"
+                )
+                raise SystemExit(2) from None
+
+
+def _error_line(message: str) -> None:
+    stderr.print(Text(f"tpsearch: {message}", style="red"), soft_wrap=True, highlight=False)
 
 
 def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -211,8 +232,8 @@ def index_command(
 ) -> None:
     """Index files: only what changed since the last run is read, chunked and embedded."""
     from tpsearch.collection import Collection
-    from tpsearch.indexing import ScanOverrides, check_arguments
-    from tpsearch.render import RichProgress, render_notice, render_summary
+    from tpsearch.indexing import IndexSummary, ScanOverrides, check_arguments
+    from tpsearch.render import RichProgress, render_notice
     from tpsearch.sources import DEFAULT_MAX_FILE_BYTES, parse_size
 
     overrides = model_overrides(locals())
@@ -241,9 +262,19 @@ def index_command(
             message = "interrupted; the work committed so far is kept: run `tpsearch index` again"
             render_notice(stderr, message)
             raise SystemExit(130) from None
+        except TpsearchError as error:  # after the scan (the model cannot load, ...): show
+            if isinstance(error.partial, IndexSummary):  # what it found before the error line
+                _report(error.partial, verbose, line=False)
+            raise
+    _report(summary, verbose, line=True)
+
+
+def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
+    from tpsearch.render import render_notice, render_summary
+
     for notice in summary.notices:
         render_notice(stderr, notice)
-    render_summary(stdout, summary, verbose)
+    render_summary(stdout, summary, verbose, line)
 
 
 @app.command("query")

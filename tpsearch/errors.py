@@ -12,6 +12,9 @@ class TpsearchError(Exception):
     """Base class of every error tpsearch raises for a user to act on."""
 
     exit_code = 2
+    # What was done before the error, when that is worth showing: `Collection.index` attaches
+    # its IndexSummary (the scan is committed before the model loads), for its notices and skips.
+    partial: object = None
 
 
 class ConfigError(TpsearchError):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from tpsearch.chunking import ChunkSettings
 from tpsearch.config import EncoderSettings
 from tpsearch.embedding import Embedder
-from tpsearch.errors import CollectionError, ConfigError
+from tpsearch.errors import CollectionError, ConfigError, TpsearchError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import forget_sources, now, scan_sources
 from tpsearch.sources import ScanSettings, Skip, check_patterns, iter_sources, relative_to_root
@@ -180,6 +180,10 @@ def run_index(
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"
+            raise
+        except TpsearchError as error:
+            summary.skipped = len(summary.skips)
+            error.partial = summary
             raise
         finally:
             summary.seconds = time.monotonic() - started

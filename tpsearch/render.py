@@ -73,12 +73,16 @@ def hits_json(result: QueryResult, root: Path, cwd: Path, lines: bool) -> str:
     return json.dumps(records, ensure_ascii=False, indent=2)
 
 
-def render_summary(console: Console, summary: IndexSummary, verbose: bool) -> None:
+def render_summary(
+    console: Console, summary: IndexSummary, verbose: bool, line: bool = True
+) -> None:
+    """With `verbose`, each skip and its reason; then (`line`) the one-line summary."""
     if verbose:
         for skip in summary.skips:
             detail = f"  ({skip.detail})" if skip.detail else ""
             console.print(Text(f"skipped  {skip.reason:<12} {skip.rel}{detail}"), highlight=False)
-    console.print(Text(summary.line()), highlight=False)
+    if line:
+        console.print(Text(summary.line()), highlight=False)
 
 
 def _size(count: int) -> str:
