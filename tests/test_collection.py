@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 from tests.corpus import (
     API,
     FILES,
+    LONG_AGO,
     FlakyEncoder,
     downgrade_to_first_schema,
     edit,
@@ -614,3 +617,74 @@ def test_status_check_while_a_writer_is_busy_says_what_it_could_not_check(
     assert status.problems == [] and "a writer is busy" in (status.unchecked or [""])[0]
     status = col.status(check=True)
     assert (status.problems, status.unchecked) == ([], [])
+
+
+def test_a_file_rejected_for_its_content_is_not_read_again_until_it_changes(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = docs / "data.txt"
+    data.write_bytes(b"\x00\x01 not text " * 100)
+    os.utime(data, (LONG_AGO, LONG_AGO))
+    col.index([docs], encoder_factory=hashing())
+    import tpsearch.scanning as scanning
+
+    reads: list[bytes] = []
+    real = scanning.read_document
+    monkeypatch.setattr(scanning, "read_document", lambda raw: reads.append(raw) or real(raw))
+    again = col.index(encoder_factory=hashing())
+    assert reads == [] and ("docs/data.txt", "binary") in {(s.rel, s.reason) for s in again.skips}
+    edit(data, "Text at last: a page about kites.\n")
+    changed = col.index(encoder_factory=hashing())
+    assert len(reads) == 1 and changed.new == 1 and lexical_paths(col, "kites") == {"docs/data.txt"}
+
+
+def test_files_and_folders_that_cannot_be_read_are_skipped_and_counted(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (docs / "locked").mkdir()
+    edit(docs / "locked" / "inside.md", "# Inside\n\nBehind a closed door.\n")
+    denied = {docs / "api.md", docs / "locked"}
+    real_read, real_scandir = Path.read_bytes, os.scandir
+
+    def read_bytes(path: Path) -> bytes:
+        if path in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    def scandir(path: os.PathLike[str] | str):  # type: ignore[no-untyped-def]
+        if Path(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)  # as chmod 000 would (but not for root)
+    monkeypatch.setattr("tpsearch.sources.os.scandir", scandir)
+    summary = col.index([docs], encoder_factory=hashing())
+    unreadable = {s.rel: s.detail for s in summary.skips if s.reason == "unreadable"}
+    assert unreadable == {"docs/api.md": "Permission denied", "docs/locked/": "Permission denied"}
+    assert summary.new == 2 and sorted(col.store.files()) == ["docs/guide.md", "docs/notes.txt"]
+
+
+def test_ctrl_c_while_the_model_loads_encodes_nothing_after(col: Collection, docs: Path) -> None:
+    loading = threading.Event()
+    encoder = HashingEncoder()
+
+    def slow_to_load(settings: object) -> HashingEncoder:
+        loading.set()
+        time.sleep(0.3)
+        return encoder
+
+    class CtrlCOnceLoading:
+        def start(self, phase: str, total: int | None) -> None:
+            pass
+
+        def advance(self, phase: str, amount: int = 1) -> None:
+            if phase == "scan":
+                assert loading.wait(10)
+                raise KeyboardInterrupt
+
+        def finish(self, phase: str) -> None:
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        col.index([docs], encoder_factory=slow_to_load, progress=CtrlCOnceLoading())
+    assert encoder.calls == 0 and col.store.counts()["embedded"] == 0

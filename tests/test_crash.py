@@ -256,3 +256,27 @@ def test_killed_at_random_moments_again_and_again(tmp_path: Path, clean: Content
     with Collection.open(root / ".tpsearch") as col:
         col.index(encoder_factory=using(ENCODER))
         assert_complete(col, clean)
+
+
+def test_queries_and_checks_while_a_real_index_reembeds(tmp_path: Path, clean: Contents) -> None:
+    """A real `index --reembed` process drops and re-embeds every vector while this process
+    queries and checks: every query answers, every check finds nothing wrong."""
+    indexed_then_edited(tmp_path)
+    with Collection.open(tmp_path / ".tpsearch") as reader:
+        runs = len(reader.store.query("SELECT id FROM runs"))
+        process = run_driver(tmp_path, "none", delay=0.05, reembed=True)
+        while len(reader.store.query("SELECT id FROM runs")) == runs:  # it holds the lock
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.01)
+        modes: set[str] = set()
+        answered = 0
+        while process.poll() is None:
+            result = reader.query("topic3 sentence", encoder_factory=using(ENCODER))
+            assert result.hits
+            modes.add(result.used)
+            assert reader.status(check=True).problems == []  # the FTS part: "not checked"
+            answered += 1
+        out, err = process.communicate(timeout=60)
+        assert out.strip() == "completed", err
+        assert answered >= 3 and modes <= {"hybrid", "lexical"}
+        assert_complete(reader, clean)

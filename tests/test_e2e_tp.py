@@ -1,8 +1,4 @@
-"""End to end with the real Token Prepending engine on a tiny offline model.
-
-Skipped while `tpsearch.token_prepending` is absent (the engine is written on another branch);
-it runs in the default suite once the engine is merged.
-"""
+"""End to end with the real Token Prepending engine on a tiny offline model."""
 
 from __future__ import annotations
 
@@ -17,10 +13,7 @@ from tpsearch.chunking import embedding_text
 from tpsearch.collection import Collection
 from tpsearch.config import EncoderSettings
 from tpsearch.errors import CollectionError
-
-token_prepending = pytest.importorskip(
-    "tpsearch.token_prepending", reason="the Token Prepending engine is not on this branch yet"
-)
+from tpsearch.token_prepending import TPEncoder
 
 
 def test_index_and_query_with_the_real_engine(tmp_path: Path) -> None:
@@ -36,7 +29,7 @@ def test_index_and_query_with_the_real_engine(tmp_path: Path) -> None:
         stored = col.stored_settings()
         assert stored is not None and stored.model == str(model)
         assert None not in (stored.tp_start, stored.tp_end, stored.exit_layer, stored.template)
-        rebuilt = token_prepending.TPEncoder(EncoderSettings.from_dict(stored.to_dict()))
+        rebuilt = TPEncoder(EncoderSettings.from_dict(stored.to_dict()))
         assert rebuilt.fingerprint == col.store.get_meta("fingerprint")
         ((heading, text, blob),) = col.store.query(
             "SELECT c.heading, c.text, v.vector FROM chunks c JOIN vectors v ON v.chunk_id = c.id"

@@ -50,6 +50,9 @@ def test_gitignore_and_tpsearchignore_follow_git_rules(tmp_path: Path) -> None:
         "build/": "ignored",
         "sub/secret.md": "ignored",
         "sub/drafts/": "ignored",
+        ".gitignore": "hidden",  # hidden files like any other: counted, never indexed
+        "sub/.gitignore": "hidden",
+        "sub/.tpsearchignore": "hidden",
     }
 
 
@@ -135,6 +138,7 @@ def test_parse_size() -> None:
     assert parse_size("4096") == 4096
     assert parse_size("500k") == 500 * 1024
     assert parse_size("1.5M") == 3 * 512 * 1024
+    assert parse_size("1gb") == parse_size("1G") == 1024**3
     with pytest.raises(ConfigError, match="invalid size"):
         parse_size("lots")
 

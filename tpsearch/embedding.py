@@ -72,7 +72,10 @@ class Embedder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop.set()  # on Ctrl-C or an error: let the worker end after its current group
+        # On Ctrl-C or an error: the worker ends after its current group, or once its model
+        # has loaded (a load cannot be cut short). Waiting for it is not needed for safety: it
+        # only reads, through its own connection, and nothing it sends is committed any more.
+        self.stop.set()
         self.worker.join(timeout=5)
 
     # --- the worker thread: reads and encodes, never writes ----------------------------------
@@ -100,6 +103,8 @@ class Embedder:
                     self._put("loading", None)
                     encoder = self.col.encoder(self.settings, self.factory)
                     self._put("loaded", encoder)
+                    if self.stop.is_set():  # Ctrl-C or an error while it loaded: encode nothing
+                        break
                 ids = [row[0] for row in rows]
                 texts = [embedding_text(heading, text) for _, heading, text in rows]
                 self._put("vectors", (ids, encoder.encode(texts, self.batch_size)))

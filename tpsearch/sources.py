@@ -180,8 +180,9 @@ class WalkResult:
 
 
 def parse_size(text: str) -> int:
-    """'500k', '2M', '1.5mb', '4096' -> bytes (binary multiples)."""
-    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3}
+    """'500k', '2M', '1.5mb', '1G', '4096' -> bytes (binary multiples)."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
+    units |= {"g": 1024**3, "gb": 1024**3}
     raw = text.strip().lower().replace(" ", "")
     number = raw.rstrip("kmgb")
     unit = raw[len(number) :]
@@ -312,8 +313,6 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
         except OSError:
             is_dir = False
         shown = rel + "/" if is_dir else rel
-        if entry.name in IGNORE_FILES:
-            continue
         if is_dir and entry.name in VCS_DIRS:
             state.skip(shown, "vcs")
         elif entry.name.startswith("."):
