@@ -46,6 +46,7 @@ class Embedder:
         batch_size: int,
         summary: IndexSummary,
         progress: Progress,
+        after_commit: Callable[[], None] = lambda: None,  # after each group of vectors
     ) -> None:
         self.col, self.settings, self.factory = col, settings, factory
         self.batch_size = batch_size
@@ -60,7 +61,7 @@ class Embedder:
         self.error: BaseException | None = None
         self.total: int | None = None  # chunks to embed, known once the scan is committed
         self.first_new = col.store.next_chunk_id()  # chunks from here on come from this run
-        self.after_commit: Callable[[], None] = lambda: None  # after each group of vectors
+        self.after_commit = after_commit
 
     def __enter__(self) -> Embedder:
         self.worker.start()

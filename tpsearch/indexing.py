@@ -169,8 +169,15 @@ def run_index(
                     "nothing to index: no file or folder is remembered (all were forgotten); "
                     "run `tpsearch index PATH`"
                 )
-            embedder = Embedder(col, settings, encoder_factory, batch_size, summary, progress)
-            embedder.after_commit = col.vectors.save_if_due  # a long run saves as it goes
+            embedder = Embedder(
+                col,
+                settings,
+                encoder_factory,
+                batch_size,
+                summary,
+                progress,
+                after_commit=col.vectors.save_if_due,  # a long run saves as it goes
+            )
             with embedder:  # the model loads and encodes while the scan goes on
                 scan_sources(
                     col, plan.scan, scan_settings, chunker, summary, progress, embedder.commit_ready
@@ -192,12 +199,8 @@ def run_index(
     return summary
 
 
-def _same_but_version(stored: dict[str, Any], chunker: ChunkSettings) -> bool:
-    ignore = {"version"}
-    current = chunker.to_dict()
-    return {k: v for k, v in stored.items() if k not in ignore} == {
-        k: v for k, v in current.items() if k not in ignore
-    }
+def _only_version_differs(stored: dict[str, Any], chunker: ChunkSettings) -> bool:
+    return {**stored, "version": chunker.version} == chunker.to_dict()
 
 
 def _prepare(
@@ -210,7 +213,7 @@ def _prepare(
     stored_chunker = store.get_meta("chunker")
     rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
     embedded = store.counts()["embedded"]
-    if rechunk and embedded and not reembed and _same_but_version(stored_chunker, chunker):
+    if rechunk and embedded and not reembed and _only_version_differs(stored_chunker, chunker):
         # Newer cutting rules, same budget: the stored vectors are still those of their chunks'
         # text, so files are re-cut as they change rather than all re-embedded now.
         summary.notices.append(
