@@ -495,18 +495,6 @@ def test_a_pattern_that_matches_nothing_is_refused(
     assert len(col.store.files()) == 3  # nothing removed
 
 
-def test_patterns_stored_by_an_older_version_keep_their_meaning(col: Collection) -> None:
-    """They were relative to each indexed folder; now to the collection root."""
-    write_files(col.root, ["docs/api/a.md", "docs/guide/c.md", "docs/guide/api/d.md"])
-    col.index([col.root / "docs"], encoder_factory=hashing())
-    old = {"include": ["api/*.md", "!*.txt"], "exclude": ["draft/"], "max_file_bytes": 9999}
-    col.store.set_meta(scan=old)
-    summary = col.index(encoder_factory=hashing())
-    assert sorted(col.store.files()) == ["docs/api/a.md"] and summary.removed == 2
-    assert col.status().filters["include"] == ["docs/api/*.md", "!*.txt"]
-    assert col.status().filters["exclude"] == ["draft/"]  # matches at any depth: unchanged
-
-
 def test_a_new_chunker_version_recuts_files_as_they_change(col: Collection, docs: Path) -> None:
     """Cutting rules of a newer tpsearch do not force a re-embedding of every file."""
     col.index([docs], encoder_factory=hashing())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tpsearch.errors import CollectionError, ConfigError
-from tpsearch.sources import ScanSettings, parse_size, read_document, rebase_pattern, walk
+from tpsearch.sources import ScanSettings, parse_size, read_document, walk
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:
@@ -159,18 +159,6 @@ def test_include_and_exclude_are_relative_to_the_collection_root(tmp_path: Path)
     files, skipped = scan(tmp_path / "docs", tmp_path, exclude=("docs/internal/",))
     assert files == {"docs/api/a.md", "docs/api/b.txt"}
     assert skipped == {"docs/internal/": "excluded"}  # an excluded folder is not entered
-
-
-def test_patterns_of_older_versions_are_rebased_on_their_folders() -> None:
-    assert rebase_pattern("*.md", ["docs"]) == ["*.md"]  # matches at any depth: as is
-    assert rebase_pattern("build/", ["docs"]) == ["build/"]
-    assert rebase_pattern("api/*.md", ["docs", "../notes"]) == [
-        "docs/api/*.md",
-        "../notes/api/*.md",
-    ]
-    assert rebase_pattern("/top.md", ["docs"]) == ["docs/top.md"]
-    assert rebase_pattern("!/keep/", ["docs"]) == ["!docs/keep/"]
-    assert rebase_pattern("a/b", ["."]) == ["a/b"]
 
 
 @pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")

@@ -247,7 +247,7 @@ def _stored_scan_settings(col: Collection, scan: ScanOverrides) -> ScanSettings:
     if scan.complete:  # e.g. --reset-filters: damaged stored settings can be replaced
         return ScanSettings()
     stored = col.store.get_meta("scan", {})
-    return ScanSettings.from_dict(stored, col.store.get_meta("sources", []))
+    return ScanSettings.from_dict(stored)
 
 
 @dataclass(frozen=True)

@@ -73,16 +73,11 @@ class ScanSettings:
             "include": list(self.include),
             "exclude": list(self.exclude),
             "max_file_bytes": self.max_file_bytes,
-            "patterns_relative_to": "root",
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object], sources: Sequence[str] = ()) -> ScanSettings:
-        """The settings stored by `to_dict`; CollectionError when they are damaged.
-
-        Versions before 0.2 stored patterns relative to each indexed folder: they are rebased
-        on the remembered `sources` (root-relative), so that they keep selecting the same files.
-        """
+    def from_dict(cls, data: dict[str, object]) -> ScanSettings:
+        """The settings stored by `to_dict`; CollectionError when they are damaged."""
         include = data.get("include") or []
         exclude = data.get("exclude") or []
         limit = data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
@@ -92,9 +87,6 @@ class ScanSettings:
                 "`tpsearch index --reset-filters` (with any --include, --exclude and "
                 "--max-file-size you want) to replace them"
             )
-        if data.get("patterns_relative_to") != "root":
-            include = [p for pattern in include for p in rebase_pattern(pattern, sources)]
-            exclude = [p for pattern in exclude for p in rebase_pattern(pattern, sources)]
         return cls(tuple(include), tuple(exclude), limit)
 
 
@@ -113,24 +105,6 @@ def check_patterns(patterns: Sequence[str], option: str) -> None:
             f"--include patterns that only negate ({', '.join(patterns)}) match no file: "
             "use --exclude for what to leave out"
         )
-
-
-def rebase_pattern(pattern: str, bases: Sequence[str]) -> list[str]:
-    """A gitignore-style pattern written relative to each folder of `bases` (root-relative),
-    as root-relative patterns selecting the same files under those folders.
-
-    A pattern with a slash at its start or middle is anchored to its folder: one copy per base.
-    Any other pattern matches at every depth, under the root as under each base: kept as is.
-    """
-    negated = pattern.startswith("!")
-    body = pattern[1:] if negated else pattern
-    if "/" not in body.rstrip("/") or not bases:
-        return [pattern]
-    prefix = "!" if negated else ""
-    return [
-        prefix + (body.lstrip("/") if base in ("", ".") else f"{base}/{body.lstrip('/')}")
-        for base in bases
-    ]
 
 
 def _strings(value: object) -> TypeGuard[list[str]]:
