@@ -104,7 +104,7 @@ def main(root: Path, point: str, delay: float, reembed: bool) -> None:
 
         Store.clear_vectors = clear_vectors  # type: ignore[method-assign]
     if kind == "migrate":
-        from tpsearch.store import migrations
+        from tpsearch.schema import migrations
 
         step = migrations._migrations[-1]  # sqlite-utils' list of steps
         real_step = step.fn

@@ -26,7 +26,7 @@ from tests.corpus import LONG_AGO, downgrade_to_first_schema, using
 from tests.fakes import HashingEncoder
 from tpsearch.chunking import embedding_text
 from tpsearch.collection import Collection
-from tpsearch.store import DB_NAME
+from tpsearch.schema import DB_NAME
 from tpsearch.vectors import VectorIndex
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")

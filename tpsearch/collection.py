@@ -27,7 +27,8 @@ from tpsearch.config import EncoderSettings
 from tpsearch.encoder import Encoder, fingerprint_of
 from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
 from tpsearch.locking import WriterLock
-from tpsearch.store import DB_NAME, Store
+from tpsearch.schema import DB_NAME
+from tpsearch.store import Store
 from tpsearch.vector_cache import VectorCache
 from tpsearch.vector_settings import changed_fields
 from tpsearch.vectors import VectorPolicy

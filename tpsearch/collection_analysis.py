@@ -31,7 +31,8 @@ from tpsearch.analysis import (
     project_2d,
 )
 from tpsearch.errors import choice_error
-from tpsearch.store import ChunkRecord, Store
+from tpsearch.schema import ChunkRecord
+from tpsearch.store import Store
 
 Level = Literal["file", "chunk"]
 LEVELS: tuple[str, ...] = get_args(Level)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, heading_text
+from tpsearch.schema import STAT_COLUMNS
 from tpsearch.sources import (
     Candidate,
     ScanSettings,
@@ -30,12 +31,12 @@ from tpsearch.sources import (
     relative_to_root,
     walk,
 )
-from tpsearch.store import STAT_COLUMNS
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection
     from tpsearch.indexing import IndexSummary, Progress
-    from tpsearch.store import FileRow, Store
+    from tpsearch.schema import FileRow
+    from tpsearch.store import Store
 
 # A file modified this close to the scan may change again within the same mtime tick; store
 # mtime 0 so the next run compares its hash instead of trusting its stat ("racy git").

@@ -16,156 +16,27 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from tpsearch.errors import CollectionError, WriterBusy
-from tpsearch.sources import Signature
-
-DB_NAME = "tpsearch.db"
-migrations = Migrations("tpsearch")
-
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- JSON values
-        CREATE TABLE files (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            path TEXT NOT NULL UNIQUE,  -- relative to the collection root, '/'-separated
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,  -- 0: too fresh to trust, the next run compares hashes
-            sha256 TEXT NOT NULL,  -- '': re-chunk on the next run whatever the content
-            encoding TEXT NOT NULL,
-            format TEXT NOT NULL,
-            indexed_at TEXT NOT NULL
-        );
-        CREATE TABLE chunks (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the FAISS id
-            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            start_line INTEGER NOT NULL,
-            end_line INTEGER NOT NULL,
-            start_byte INTEGER NOT NULL,
-            end_byte INTEGER NOT NULL,
-            heading TEXT NOT NULL,
-            text TEXT NOT NULL,
-            tokens INTEGER NOT NULL,
-            UNIQUE (file_id, seq)
-        );
-        CREATE TABLE vectors (  -- no row for a chunk: its vector is pending
-            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
-            vector BLOB NOT NULL  -- little-endian float32, meta 'dim' values
-        );
-        -- Redundant with the primary key, but small: counting and listing ids reads this
-        -- instead of every page of vectors.
-        CREATE INDEX vectors_ids ON vectors (chunk_id);
-        CREATE TABLE skipped (  -- what the last scan of each path left out
-            path TEXT PRIMARY KEY,
-            reason TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            size INTEGER,  -- with mtime_ns: a file whose content was rejected is not re-read
-            mtime_ns INTEGER  -- until it changes
-        );
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL,  -- running, completed, failed, interrupted, killed
-            summary TEXT  -- JSON
-        );
-        """
-    )
-    # BM25 over chunk text and heading path; triggers keep it in step inside each transaction.
-    db.table("chunks").enable_fts(
-        ["text", "heading"], create_triggers=True, tokenize="porter unicode61 remove_diacritics 2"
-    )
-
-
-@migrations()
-def m002_stat_signature(db: Database) -> None:
-    """ctime, inode and device next to size and mtime (see `sources.Signature`). Rows written
-    before have NULLs there, so their files are read and hashed once more (not re-chunked)."""
-    for table in ("files", "skipped"):
-        for column in ("ctime_ns", "inode", "device"):
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
-
-
-SCHEMA_STEPS = (m001_initial.__name__, m002_stat_signature.__name__)  # oldest first
-# Steps that readers (query, status, dedupe, cluster) do without: a collection an older version
-# wrote can be searched before the next `tpsearch index` upgrades it.
-READER_OPTIONAL = frozenset({m002_stat_signature.__name__})
-CHUNK_COLUMNS = (
-    "seq",
-    "start_line",
-    "end_line",
-    "start_byte",
-    "end_byte",
-    "heading",
-    "text",
-    "tokens",
+from tpsearch.schema import (
+    CHUNK_COLUMNS,
+    READER_OPTIONAL,
+    SCHEMA_STEPS,
+    STAT_COLUMNS,
+    ChunkRecord,
+    ChunkRow,
+    FileRow,
+    SkipRow,
+    migrations,
+    signature,
 )
-
-
-@dataclass(frozen=True)
-class FileRow:
-    id: int
-    path: str
-    sha256: str
-    stat: Signature | None  # None: written by a version that did not record all of it
-
-
-@dataclass(frozen=True)
-class SkipRow:
-    path: str
-    reason: str
-    detail: str
-    stat: Signature | None  # of a file rejected for its content
-
-
-def _signature(values: Sequence[int | None]) -> Signature | None:
-    if any(value is None for value in values):
-        return None
-    return Signature(*cast(Sequence[int], values))
-
-
-STAT_COLUMNS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    id: int
-    path: str
-    start_line: int
-    end_line: int
-    heading: str
-    text: str
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """A chunk with the facts of its file, as dedupe and cluster read them."""
-
-    chunk_id: int
-    file_id: int
-    path: str
-    start_line: int
-    end_line: int
-    start_byte: int
-    end_byte: int
-    text: str
-    file_size: int
-    mtime_ns: int  # 0: modified while it was scanned (too fresh to trust)
-    sha256: str  # of the file's bytes; '' when marked for re-chunking
-    encoding: str  # the codec that gives back the file's bytes (no byte-order mark)
-    indexed_at: str
-
+from tpsearch.sources import Signature
 
 _BUSY, _LOCKED, _READONLY, _CANTOPEN = 5, 6, 8, 14  # SQLite's primary result codes
 
@@ -315,7 +186,7 @@ class Store:
     def files(self) -> dict[str, FileRow]:
         stat = ", ".join(STAT_COLUMNS)
         rows = self.db.execute(f"SELECT id, path, sha256, {stat} FROM files")
-        return {row[1]: FileRow(row[0], row[1], row[2], _signature(row[3:])) for row in rows}
+        return {row[1]: FileRow(row[0], row[1], row[2], signature(row[3:])) for row in rows}
 
     def replace_file(self, file: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
         """Put a file and its chunks in place of any earlier version, in one transaction."""
@@ -365,7 +236,7 @@ class Store:
     def skipped(self) -> list[SkipRow]:
         stat = ", ".join(STAT_COLUMNS)
         rows = self.db.execute(f"SELECT path, reason, detail, {stat} FROM skipped ORDER BY path")
-        return [SkipRow(row[0], row[1], row[2], _signature(row[3:])) for row in rows]
+        return [SkipRow(row[0], row[1], row[2], signature(row[3:])) for row in rows]
 
     # --- vectors -----------------------------------------------------------------------------
 
