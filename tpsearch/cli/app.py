@@ -1,0 +1,94 @@
+"""The `tpsearch` application: the Typer app, its one error boundary, and the entry point.
+
+Library errors (`TpsearchError`) are caught in one place, `TpsearchGroup.invoke`, and printed
+as one red line on stderr with a non-zero exit code; anything else is a bug and keeps its
+traceback. Commands live in the modules beside this one, one module per area.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import warnings
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from tpsearch import __version__
+from tpsearch.errors import TpsearchError, TpsearchWarning
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+class TpsearchGroup(TyperGroup):
+    """The one error boundary: expected errors become one red line and an exit code; Ctrl-C
+    exits 130; anything else is a bug and keeps its traceback, with exit code 2 (never 1,
+    which `query` uses for "no results")."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TpsearchWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except TpsearchError as error:
+                _error_line(str(error))
+                raise SystemExit(error.exit_code) from None
+            except KeyboardInterrupt:
+                _error_line("interrupted")
+                raise SystemExit(130) from None
+            except (typer.Exit, typer.Abort, TyperException):
+                raise  # exit codes and usage errors: Typer reports them
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                _error_line(
+                    "unexpected error, a bug in tpsearch: please report it (traceback above)"
+                )
+                raise SystemExit(2) from None
+
+
+def _error_line(message: str) -> None:
+    stderr.print(Text(f"tpsearch: {message}", style="red"), soft_wrap=True, highlight=False)
+
+
+def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+    if issubclass(category, TpsearchWarning):
+        stderr.print(Text(f"tpsearch: warning: {message}", style="yellow"), soft_wrap=True)
+    else:
+        stderr.print(Text(f"{category.__name__}: {message}", style="dim"), soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=TpsearchGroup,
+    help="Local semantic search with Token Prepending embeddings from a decoder LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"tpsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Local semantic search with Token Prepending embeddings from a decoder LLM."""
+
+
+# Model options shared by every command that embeds text. Each defaults to None ("not given"),
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,226 @@
+"""`tpsearch index`, `query` and `status`: a collection of files, searched."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tpsearch.cli.app import app, stderr, stdout
+from tpsearch.cli.options import (
+    DeviceOpt,
+    ExitOpt,
+    IndexDirOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    PoolingOpt,
+    PrecisionOpt,
+    PstInitOpt,
+    TemplateOpt,
+    TpEndOpt,
+    TpOpt,
+    TpStartOpt,
+    TrustCodeOpt,
+    encoder_overrides,
+    model_overrides,
+)
+from tpsearch.errors import ConfigError, TpsearchError
+
+if TYPE_CHECKING:
+    from tpsearch.indexing import IndexSummary
+
+
+@app.command("index")
+def index_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders to index (default: the ones indexed before, else the "
+            "folder holding the collection).",
+            show_default=False,
+        ),
+    ] = None,
+    index_dir: IndexDirOpt = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only files matching this gitignore-style pattern, relative to the collection "
+            "root like --path of query (repeatable). Remembered: later runs use it until "
+            "--include is given again or --reset-filters."
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also skip files matching this gitignore-style pattern, relative to the "
+            "collection root (repeatable). Remembered, as --include."
+        ),
+    ] = None,
+    max_file_size: Annotated[
+        str | None,
+        typer.Option(help="Skip larger files: 500k, 2M, 1G ... (default 1M). Remembered."),
+    ] = None,
+    reset_filters: Annotated[
+        bool,
+        typer.Option(
+            "--reset-filters",
+            help="Forget the remembered --include, --exclude and --max-file-size; only the ones "
+            "given now apply.",
+        ),
+    ] = False,
+    forget: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Stop indexing this remembered file or folder and remove its files from the "
+            "collection (repeatable); a missing folder's files are kept until then.",
+            show_default=False,
+        ),
+    ] = None,
+    reembed: Annotated[
+        bool, typer.Option("--reembed", help="Drop every vector and embed all chunks again.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass of the model.")] = 32,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    model: ModelOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    template: TemplateOpt = None,
+    tp: TpOpt = None,
+    tp_start: TpStartOpt = None,
+    tp_end: TpEndOpt = None,
+    exit_layer: ExitOpt = None,
+    pooling: PoolingOpt = None,
+    pst_init: PstInitOpt = None,
+    max_length: MaxLengthOpt = None,
+    trust_remote_code: TrustCodeOpt = None,
+) -> None:
+    """Index files: only what changed since the last run is read, chunked and embedded."""
+    from tpsearch.collection import Collection
+    from tpsearch.indexing import IndexSummary, ScanOverrides, check_arguments
+    from tpsearch.render import RichProgress, render_notice
+    from tpsearch.sources import DEFAULT_MAX_FILE_BYTES, parse_size
+
+    overrides = model_overrides(locals())
+    limit = parse_size(max_file_size) if max_file_size else None
+    if reset_filters:  # what is not given now goes back to the default
+        scan = ScanOverrides(include or [], exclude or [], limit or DEFAULT_MAX_FILE_BYTES)
+    else:  # what is not given now keeps its remembered value
+        scan = ScanOverrides(include or None, exclude or None, limit)
+    check_arguments(paths, batch_size)  # before a collection is created: a typo costs nothing
+    progress = RichProgress(stderr) if not quiet and stderr.is_terminal else None
+    with Collection.locate(Path.cwd(), index_dir, create=True) as collection:
+        try:
+            with progress or contextlib.nullcontext():
+                summary = collection.index(
+                    paths,
+                    include=scan.include,
+                    exclude=scan.exclude,
+                    max_file_bytes=scan.max_file_bytes,
+                    overrides=overrides,
+                    reembed=reembed,
+                    progress=progress,
+                    batch_size=batch_size,
+                    forget=forget or (),
+                )
+        except KeyboardInterrupt:
+            message = "interrupted; the work committed so far is kept: run `tpsearch index` again"
+            render_notice(stderr, message)
+            raise SystemExit(130) from None
+        except TpsearchError as error:  # after the scan (the model cannot load, ...): show
+            if isinstance(error.partial, IndexSummary):  # what it found before the error line
+                _report(error.partial, verbose, line=False)
+            raise
+    _report(summary, verbose, line=True)
+
+
+def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
+    from tpsearch.render import render_notice, render_summary
+
+    for notice in summary.notices:
+        render_notice(stderr, notice)
+    render_summary(stdout, summary, verbose, line)
+
+
+@app.command("query")
+def query_command(
+    text: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="hybrid (keywords and vectors, fused), semantic or lexical.")
+    ] = "hybrid",
+    path: Annotated[
+        str | None,
+        typer.Option(help="Only files matching this gitignore-style pattern, e.g. 'docs/*.md'."),
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option(help="Drop results scoring below this (the mode's score).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Results as one JSON array.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    files: Annotated[
+        bool, typer.Option("--files", help="Only the matching files, best first, once each.")
+    ] = False,
+    index_dir: IndexDirOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
+    from tpsearch.collection import Collection
+    from tpsearch.render import hits_json, render_hits, render_notice
+
+    if as_json and as_jsonl:
+        raise ConfigError("choose one of --json and --jsonl")
+    cwd = Path.cwd()
+    with Collection.locate(cwd, index_dir) as collection:
+        result = collection.query(
+            text,
+            k=k,
+            mode=mode,
+            path=path,
+            min_score=min_score,
+            files=files,
+            overrides=encoder_overrides(device=device),
+        )
+        root = collection.root
+    for notice in result.notices:
+        render_notice(stderr, notice)
+    if as_json or as_jsonl:
+        if result.hits or as_json:
+            typer.echo(hits_json(result, root, cwd, lines=as_jsonl))
+    else:
+        render_hits(stdout, result, root, cwd, files)
+    raise typer.Exit(0 if result.hits else 1)
+
+
+@app.command("status")
+def status_command(
+    index_dir: IndexDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also verify every invariant (reads everything; the full-text part takes the "
+            "write lock for a moment). Exit status 1 when it finds a problem.",
+        ),
+    ] = False,
+) -> None:
+    """What the collection holds: files, chunks, pending vectors, skips, model, sizes.
+
+    Exit status: 0, or 1 when --check finds a problem, 2 on an error.
+    """
+    from tpsearch.collection import Collection
+    from tpsearch.render import render_status, status_json
+
+    with Collection.locate(Path.cwd(), index_dir) as collection:
+        status = collection.status(check=check)
+    if as_json:
+        typer.echo(status_json(status))
+    else:
+        render_status(stdout, status)
+    raise typer.Exit(1 if status.problems else 0)
+
+
+# --- analysis: dedupe, cluster ------------------------------------------------------------

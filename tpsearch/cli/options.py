@@ -1,0 +1,130 @@
+"""Options and settings shared by the commands: model flags, folders, encoder loading."""
+
+from __future__ import annotations
+
+import inspect as _inspect
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tpsearch.config import EncoderSettings
+
+if TYPE_CHECKING:
+    from tpsearch.token_prepending import TPEncoder
+
+from tpsearch.cli.app import stderr
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", envvar="TPSEARCH_MODEL", help="Hub id or local model directory."),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(envvar="TPSEARCH_PRECISION", help="4bit (default), 8bit, bf16, fp16 or fp32."),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option(envvar="TPSEARCH_DEVICE", help="auto (default), cpu, cuda, cuda:1.")
+]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(help="prompteol, pcot, knowledge, or your own text with {text} and <PST>."),
+]
+TpOpt = Annotated[
+    bool | None,
+    typer.Option("--tp/--no-tp", help="Token Prepending on, or the plain prompt baseline."),
+]
+TpStartOpt = Annotated[int | None, typer.Option(help="First 0-based layer fed a <PST> copy.")]
+TpEndOpt = Annotated[int | None, typer.Option(help="One past the last layer fed a copy.")]
+ExitOpt = Annotated[
+    int | None,
+    typer.Option("--exit-layer", help="hidden_states index of the embedding (-1: final norm)."),
+]
+PoolingOpt = Annotated[str | None, typer.Option(help="last (the paper) or mean over the text.")]
+PstInitOpt = Annotated[
+    str | None, typer.Option(help="<PST> input vector: zeros, mean, random or token:<text>.")
+]
+MaxLengthOpt = Annotated[int | None, typer.Option(help="Max tokens per prompt (longer: cut).")]
+TrustCodeOpt = Annotated[
+    bool | None,
+    typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run."),
+]
+
+
+def encoder_overrides(
+    model: str | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    template: str | None = None,
+    tp: bool | None = None,
+    tp_start: int | None = None,
+    tp_end: int | None = None,
+    exit_layer: int | None = None,
+    pooling: str | None = None,
+    pst_init: str | None = None,
+    max_length: int | None = None,
+    trust_remote_code: bool | None = None,
+) -> dict[str, Any]:
+    """The model options a user gave, for `EncoderSettings.with_overrides`."""
+    return {k: v for k, v in locals().items() if v is not None}
+
+
+# --- collections: index, query, status ------------------------------------------------------
+
+IndexDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        envvar="TPSEARCH_INDEX",
+        help="The collection folder (default: the nearest .tpsearch/ here or above).",
+        show_default=False,
+    ),
+]
+
+
+LevelOpt = Annotated[
+    str, typer.Option(help="file: compare whole files; chunk: repeated passages across files.")
+]
+
+
+def cache_dir() -> Path:
+    """Where tpsearch keeps what it can rebuild, such as quantized models (TPSEARCH_CACHE)."""
+    explicit = os.environ.get("TPSEARCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tpsearch"
+
+
+def config_dir() -> Path:
+    """Where tpsearch keeps per-user state such as calibrations (TPSEARCH_HOME overrides)."""
+    home = os.environ.get("TPSEARCH_HOME")
+    return Path(home).expanduser() if home else Path(typer.get_app_dir("tpsearch"))
+
+
+def model_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The model options a command was given (flags or env), and where calibrations live."""
+    names = _inspect.signature(encoder_overrides).parameters
+    given = encoder_overrides(**{name: options.get(name) for name in names})
+    return {
+        **given,
+        "calibration_file": config_dir() / "calibrations.json",
+        "model_cache": cache_dir() / "models",
+    }
+
+
+def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
+    """Defaults < saved calibration < environment < flags, from a command's model options."""
+    return EncoderSettings().with_overrides(**model_overrides(options))
+
+
+def load_encoder(settings: EncoderSettings) -> TPEncoder:
+    from tpsearch.token_prepending import TPEncoder
+
+    with stderr.status(f"loading {settings.model} ({settings.precision})"):
+        return TPEncoder(settings)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Texts per forward pass.")]
