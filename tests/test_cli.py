@@ -170,6 +170,17 @@ def test_a_real_process_indexes_without_a_model_and_answers_lexically(tmp_path: 
     assert found.returncode == 0 and json.loads(found.stdout)[0]["path"] == "docs/guide.md"
     assert tpsearch("query", "zzzyzzy", "--mode", "lexical").returncode == 1
 
+    # `tpsearch query ... | head`: the reader goes away before the results are written.
+    command = [sys.executable, "-m", "tpsearch", "query", "firewall", "--jsonl"]
+    piped = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert piped.stdout is not None and piped.stderr is not None
+    piped.stdout.close()
+    assert piped.wait(timeout=60) == 141  # as grep killed by SIGPIPE, not 1 ("no results")
+    said = piped.stderr.read().decode()
+    assert "Traceback" not in said and "bug" not in said and "results only" in said
+
 
 def test_a_mistyped_path_is_refused_before_a_collection_is_created(project: Path) -> None:
     result = run("index", "dcos", "--reembed")

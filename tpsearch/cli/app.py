@@ -7,6 +7,7 @@ traceback. Commands live in the modules beside this one, one module per area.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import warnings
@@ -21,14 +22,27 @@ from typer.exceptions import TyperException
 from tpsearch import __version__
 from tpsearch.errors import TpsearchError, TpsearchWarning
 
-stdout = Console(soft_wrap=True)
+
+def _closed_pipe() -> None:
+    """`tpsearch query ... | head`: the reader has had enough. Exit quietly, as if killed by
+    SIGPIPE (141, like grep), whether Rich or Click was writing when the pipe closed."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error when Python exits
+    raise SystemExit(141)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # Rich's own handler exits 1, which `query` means as none
+        _closed_pipe()
+
+
+stdout = _Console(soft_wrap=True)
 stderr = Console(stderr=True)
 
 
 class TpsearchGroup(TyperGroup):
     """The one error boundary: expected errors become one red line and an exit code; Ctrl-C
-    exits 130; anything else is a bug and keeps its traceback, with exit code 2 (never 1,
-    which `query` uses for "no results")."""
+    exits 130; a closed pipe on stdout exits 141, quietly; anything else is a bug and keeps its
+    traceback, with exit code 2 (never 1, which `query` uses for "no results")."""
 
     def invoke(self, ctx: Any) -> Any:
         with warnings.catch_warnings():
@@ -42,6 +56,8 @@ class TpsearchGroup(TyperGroup):
             except KeyboardInterrupt:
                 _error_line("interrupted")
                 raise SystemExit(130) from None
+            except BrokenPipeError:
+                _closed_pipe()
             except (typer.Exit, typer.Abort, TyperException):
                 raise  # exit codes and usage errors: Typer reports them
             except Exception:
