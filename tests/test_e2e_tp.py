@@ -45,3 +45,24 @@ def test_index_and_query_with_the_real_engine(tmp_path: Path) -> None:
         assert col.index().unchanged == 3  # no flags: the stored settings apply, nothing to do
         with pytest.raises(CollectionError, match="--reembed"):
             col.index(overrides={"pooling": "mean"})
+
+
+def test_index_reports_truncated_chunks_once(tmp_path: Path) -> None:
+    """The encoder warns per call; a run of many calls says it once, with the total."""
+    import warnings
+
+    model = save_tiny_model(tmp_path / "model", "qwen2")
+    docs = write_corpus(tmp_path)
+    flags = {"model": str(model), "precision": "fp32", "device": "cpu", "max_length": 32}
+    with (
+        Collection.locate(tmp_path, create=True) as col,
+        warnings.catch_warnings(record=True) as seen,
+    ):
+        warnings.simplefilter("always")
+        summary = col.index([docs], overrides=flags, batch_size=1)  # one encode call per group
+        assert summary.embedded > 8  # more than one group of 8 x batch size: several calls
+        assert 0 < summary.truncated <= summary.embedded
+        assert [w for w in seen if "max length" in str(w.message)] == []
+        (notice,) = [n for n in summary.notices if "max length" in n]
+        assert f"{summary.truncated} of {summary.embedded} chunks" in notice
+        assert "--max-length" in notice

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from tpsearch.chunking import embedding_text
 from tpsearch.config import EncoderSettings
-from tpsearch.errors import EncodingError, ModelLoadError, TpsearchError
+from tpsearch.errors import EncodingError, ModelLoadError, TpsearchError, TruncationWarning
 from tpsearch.store import Store
 from tpsearch.vector_settings import check_same_vectors, storable
 
@@ -62,8 +63,12 @@ class Embedder:
         self.total: int | None = None  # chunks to embed, known once the scan is committed
         self.first_new = col.store.next_chunk_id()  # chunks from here on come from this run
         self.after_commit = after_commit
+        # The encoder warns of truncated texts on each call; a run reports them once, at the end.
+        self.quiet_truncation = warnings.catch_warnings()
 
     def __enter__(self) -> Embedder:
+        self.quiet_truncation.__enter__()
+        warnings.filterwarnings("ignore", category=TruncationWarning)
         self.worker.start()
         return self
 
@@ -78,6 +83,7 @@ class Embedder:
         # only reads, through its own connection, and nothing it sends is committed any more.
         self.stop.set()
         self.worker.join(timeout=5)
+        self.quiet_truncation.__exit__(exc_type, exc, tb)
 
     # --- the worker thread: reads and encodes, never writes ----------------------------------
 
@@ -108,7 +114,9 @@ class Embedder:
                         break
                 ids = [row[0] for row in rows]
                 texts = [embedding_text(heading, text) for _, heading, text in rows]
-                self._put("vectors", (ids, encoder.encode(texts, self.batch_size)))
+                vectors = encoder.encode(texts, self.batch_size)
+                stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
+                self._put("vectors", (ids, vectors, getattr(stats, "truncated", 0)))
                 last = ids[-1]
         except BaseException as error:  # reported to, and raised in, the calling thread
             self._put("error", error)
@@ -141,6 +149,14 @@ class Embedder:
         self._drain(block=True)
         if self.encoder is not None:
             self.progress.finish("embed")
+        if self.summary.truncated:
+            limit = self.settings.max_length
+            self.summary.notices.append(
+                f"{self.summary.truncated} of {self.summary.embedded} chunks were longer than "
+                f"the model's max length ({limit} tokens) and were embedded from their first "
+                f"{limit} tokens only (keyword search still sees all of them): raise --max-length "
+                "and run `tpsearch index --reembed` to embed them whole"
+            )
         if isinstance(self.error, ModelLoadError):
             pending = self.col.store.counts()["pending"]
             raise ModelLoadError(
@@ -197,7 +213,7 @@ class Embedder:
         self.encoder = encoder
         self.progress.start("embed", self.total)
 
-    def _commit(self, ids: list[int], vectors: np.ndarray) -> None:
+    def _commit(self, ids: list[int], vectors: np.ndarray, truncated: int) -> None:
         assert self.encoder is not None
         try:
             check_vectors(vectors, len(ids), self.encoder.dim, ids)
@@ -206,6 +222,7 @@ class Embedder:
             return
         added = self.col.store.add_vectors(ids, vectors)
         self.summary.embedded += added
+        self.summary.truncated += truncated if added else 0
         self.progress.advance("embed", added)
         self.after_commit()
 

@@ -49,3 +49,7 @@ def choice_error(what: str, value: object, valid: list[str] | tuple[str, ...]) -
 
 class TpsearchWarning(UserWarning):
     """Something the user should know that does not stop the work (shown as one yellow line)."""
+
+
+class TruncationWarning(TpsearchWarning):
+    """Some texts were longer than max_length tokens and were cut."""

@@ -98,6 +98,7 @@ class IndexSummary:
     chunks_written: int = 0  # chunks of new and updated files
     embedded: int = 0  # vectors computed by this run
     pending: int = 0  # chunks still without a vector at the end
+    truncated: int = 0  # chunks embedded from their first max_length tokens only
     seconds: float = 0.0
     skips: list[Skip] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)

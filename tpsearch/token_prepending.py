@@ -30,7 +30,7 @@ from tpsearch.backbone import Backbone, load_backbone, load_tokenizer, quiet_lib
 from tpsearch.calibration import CalibrationStore
 from tpsearch.config import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
 from tpsearch.encoder import fingerprint_of
-from tpsearch.errors import ConfigError, TpsearchWarning
+from tpsearch.errors import ConfigError, TruncationWarning
 from tpsearch.head_cache import ExitReached, HeadCache
 from tpsearch.placeholder import placeholder_vector
 from tpsearch.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 
 # Settings that change which model is loaded; a variant() must keep them.
 _LOADING_FIELDS = ("model", "precision", "device", "trust_remote_code")
-
-
-class TruncationWarning(TpsearchWarning):
-    """Some texts were longer than max_length tokens and were cut."""
 
 
 @dataclass(frozen=True)
