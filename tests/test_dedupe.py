@@ -216,12 +216,12 @@ def test_keeper_rules_and_their_reasons() -> None:
     original = item(1, "x", "docs/guide.md", mtime=100)
     copy = item(2, "x", "docs/guide copy.md", mtime=50)  # older, but named like a copy
     nested = item(3, "x", "docs/archive/2023/guide.md", mtime=200)
-    oldest = "oldest (modified first; copies are usually newer)"
+    oldest = "oldest (modified first)"
     assert choose_keeper([copy, original]) == (1, "not named like a copy")
     assert choose_keeper([copy, original, nested]) == (1, f"not named like a copy; {oldest}")
     assert choose_keeper([nested, original], "oldest") == (
         1,
-        "oldest (modified first; copies are usually newer)",
+        "oldest (modified first)",
     )
     assert choose_keeper([original, nested], "newest") == (1, "newest (most recently modified)")
     assert choose_keeper([nested, original], "shortest-path") == (1, "shortest path")

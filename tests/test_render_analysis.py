@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,24 @@ def test_members_linked_through_another_member_are_indented_under_it() -> None:
         ["dup", "└", "c.md"],
     ]
     assert "0.92 word overlap" in " ".join(rows[2])  # c links to b, not to the keeper a (0.77)
+
+
+def test_a_narrow_terminal_keeps_paths_whole_and_drops_the_time_then_the_size() -> None:
+    text = "Background tasks run after the response is sent so the client does not wait"
+    paths = [f"docs/tutorial/background-tasks-copy-{n}/index.md" for n in range(3)]  # 45 chars
+    items = [TextItem(n, path, text, 1234, 1e9 + n) for n, path in enumerate(paths)]
+    report = find_duplicates(items)
+    wide, medium, narrow, tiny = (
+        rendered(duplicates_renderable(report), w) for w in (140, 90, 80, 60)
+    )
+    day, time = datetime.fromtimestamp(1e9).strftime("%Y-%m-%d %H:%M").split()
+    assert f"{day} {time}" in wide and "1.2 kB" in wide
+    assert f"{day} " in medium and time not in medium and "1.2 kB" in medium
+    assert f"{day} " in narrow and "1.2 kB" not in narrow
+    for shown in (wide, medium, narrow):
+        assert all(path in shown for path in paths)  # not folded over two lines
+        assert "identical" in shown and "suggested: oldest (modified first)" in shown
+    assert "…" not in tiny and tiny.count("index.md") == 3  # too narrow: folded, never cut short
 
 
 def test_chunk_level_output_speaks_of_passages_and_files() -> None:

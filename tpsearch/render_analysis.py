@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.filesize import decimal
 from rich.panel import Panel
 from rich.table import Table
@@ -60,19 +61,10 @@ def _group_panel(number: int, group: DuplicateGroup, level: Level, preview_lines
     )
     if group.kind == "exact" and not group.byte_identical:
         title.append(" · whitespace differs", style="dim")
-    rows = Table.grid(padding=(0, 2))
-    rows.add_column(no_wrap=True)
-    rows.add_column(overflow="fold")
-    rows.add_column(justify="right", no_wrap=True)
-    rows.add_column(no_wrap=True, style="dim")
-    rows.add_column(overflow="fold")
-    depth = {group.keeper.id: 0}
-    for member in group.duplicates:  # members come after the member they link to
-        assert member.linked_to is not None, "only the keeper has no link"
-        depth[member.item.id] = depth[member.linked_to] + 1
-    for member in group.members:
-        rows.add_row(*_member_cells(member, group, depth[member.item.id]))
-    body: list[RenderableType] = [rows]
+    body: list[RenderableType] = [
+        _MemberRows(group),
+        Text(f"suggested: {group.keeper_reason}", style="green"),
+    ]
     if group.kind != "exact":
         body.extend(_previews(group, preview_lines))
     return Panel(Group(*body), title=title, title_align="left", box=box.ROUNDED)
@@ -101,6 +93,40 @@ def _previews(group: DuplicateGroup, preview_lines: int) -> list[RenderableType]
     return parts
 
 
+class _MemberRows:
+    """A group's members, one row each: keep/dup, path, size, modified, link. The path is the
+    one column that may wrap; on a terminal too narrow for whole paths, the time of day goes
+    first, then the size (both are in --json)."""
+
+    def __init__(self, group: DuplicateGroup) -> None:
+        depth = {group.keeper.id: 0}
+        for member in group.duplicates:  # members come after the member they link to
+            assert member.linked_to is not None, "only the keeper has no link"
+            depth[member.item.id] = depth[member.linked_to] + 1
+        self.rows = [_member_cells(m, group, depth[m.item.id]) for m in group.members]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = [max(cell_len(str(row[n])) for row in self.rows) for n in range(5)]
+        gaps = 2 * 4
+        fits = options.max_width >= sum(widths) + gaps
+        short_time = not fits and options.max_width >= sum(widths) + gaps - 6
+        shown = (0, 1, 2, 3, 4) if fits or short_time else (0, 1, 3, 4)
+        table = Table.grid(padding=(0, 2))
+        for n in shown:
+            table.add_column(
+                no_wrap=n != 1,  # only the path wraps, when it must
+                overflow="fold" if n == 1 else "ellipsis",
+                justify="right" if n == 2 else "left",
+                style="dim" if n == 3 else "",
+            )
+        for row in self.rows:
+            cells = [row[n] for n in shown]
+            if not fits:
+                cells[shown.index(3)] = str(row[3])[:10]  # the date without the time
+            table.add_row(*cells)
+        yield table
+
+
 def _member_cells(
     member: DuplicateMember, group: DuplicateGroup, depth: int
 ) -> tuple[Text, Text, str, str, Text]:
@@ -108,33 +134,35 @@ def _member_cells(
     size = decimal(item.size)
     modified = datetime.fromtimestamp(item.mtime).strftime("%Y-%m-%d %H:%M")
     if member.linked_to is None:
-        return (
-            Text("keep", style="bold green"),
-            Text(item.location, style="bold"),
-            size,
-            modified,
-            Text(f"suggested: {group.keeper_reason}", style="green"),
-        )
-    indent = "  " * (depth - 2) + "└ " if depth > 1 else ""  # linked through another member
+        keep = Text("keep", style="bold green")
+        return (keep, Text(item.location, style="bold"), size, modified, Text(""))
     return (
         Text("dup", style="dim"),
-        Text.assemble((indent, "dim"), item.location),
+        Text.assemble((_indent(depth), "dim"), item.location),
         size,
         modified,
         _link_text(member, group),
     )
 
 
+_MAX_INDENT = 4  # a long chain of links is drawn at most this deep: paths stay readable
+
+
+def _indent(depth: int) -> str:
+    """'' for the keeper and members linked to it, '└ ' under a member linked through another."""
+    return "  " * (min(depth, _MAX_INDENT) - 2) + "└ " if depth > 1 else ""
+
+
 def _link_text(member: DuplicateMember, group: DuplicateGroup) -> Text:
-    """How a member is linked to the row above it at one level less indented: 'identical',
-    '0.93 word overlap (Jaccard)', '0.970 cosine'."""
+    """How a member is linked to the row above it at one level less indented, in a few words:
+    'identical', 'whitespace differs', '0.93 word overlap' (Jaccard), '0.970 cosine'."""
     assert member.linked_to is not None, "the keeper has no link"
     similarity = member.similarity or 0.0
     if member.link_kind == "exact":
         linked = next(m.item for m in group.members if m.item.id == member.linked_to)
-        words = "identical" if linked.text == member.item.text else "identical but for whitespace"
+        words = "identical" if linked.text == member.item.text else "whitespace differs"
     elif member.link_kind == "lexical":
-        words = f"{similarity:.2f} word overlap (Jaccard)"
+        words = f"{similarity:.2f} word overlap"
     else:
         words = f"{similarity:.3f} cosine"
     return Text(words)

@@ -307,7 +307,7 @@ def choose_keeper(items: Sequence[TextItem], rule: KeeperRule = "oldest") -> tup
         return (item.path.count("/"), len(item.path))
 
     by_rule: dict[str, tuple[str, Callable[[TextItem], Any]]] = {
-        "oldest": ("oldest (modified first; copies are usually newer)", lambda i: i.mtime),
+        "oldest": ("oldest (modified first)", lambda i: i.mtime),
         "newest": ("newest (most recently modified)", lambda i: -i.mtime),
         "shortest-path": ("shortest path", depth),
     }
