@@ -128,3 +128,31 @@ def test_calibration_sweeps_with_one_pass_per_tp_end_and_is_picked_up(
     assert again.tp.source == "calibrated on dev.tsv"
     mean_pooling = TPEncoder(settings.with_overrides(pooling="mean"))
     assert not mean_pooling.tp.source.startswith("calibrated"), "calibrations are per pooling"
+
+
+def test_calibration_output_says_when_the_plain_prompt_did_better() -> None:
+    from rich.console import Console
+
+    from tpsearch.evaluation import CalibrationResult
+    from tpsearch.render_engine import render_calibration
+
+    def shown(baseline: list[float]) -> str:
+        result = CalibrationResult(
+            tp_start=1,
+            tp_ends=(2, 3),
+            exits=(1, 2, 3),
+            grid=np.array([[np.nan, 50.0, 60.0], [np.nan, np.nan, 55.0]]),
+            baseline=np.array(baseline),
+            pairs=100,
+            skipped=0,
+        )
+        console = Console(width=120, record=True, color_system=None)
+        render_calibration(console, result, None, as_json=False)
+        return console.export_text()
+
+    tp_wins = shown([40.0, 45.0, 58.0])
+    assert "best: TP layers [1, 2), exit layer 3: 60.00" in tp_wins and "+2.00" in tp_wins
+    assert "plain prompt scored higher" not in tp_wins
+    plain_wins = shown([40.0, 62.0, 58.0])
+    assert "-2.00" in plain_wins
+    assert "plain prompt scored higher on this data: `--no-tp --exit-layer 2`" in plain_wins

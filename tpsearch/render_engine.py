@@ -173,6 +173,14 @@ def render_calibration(
         f"[bold]{score:.2f}[/] (without TP: {base_score:.2f} at exit {base_exit}, "
         f"{score - base_score:+.2f})"
     )
+    if base_score > score:
+        console.print(
+            Text(
+                f"the plain prompt scored higher on this data: `--no-tp --exit-layer {base_exit}` "
+                "uses it (a bigger dev set, or another template, may say otherwise)",
+                style="yellow",
+            )
+        )
     if result.skipped:
         console.print(Text(f"{result.skipped} malformed rows skipped", style="yellow"))
     if saved_to:
