@@ -197,3 +197,15 @@ def test_a_setext_underline_makes_only_the_line_above_a_heading() -> None:
     chunks = chunk_document(doc, "markdown", TINY)
     assert chunks[0].heading == () and "that run on." in chunks[0].text
     assert {c.heading for c in chunks[1:]} == {("Title",)}
+
+
+def test_text_without_spaces_counts_a_token_per_character() -> None:
+    """Chinese, Japanese, Korean and Thai: a BPE spends about a token per character, so a
+    chunk of such text must not be four times the budget (and cut by the model's max length)."""
+    assert approx_tokens("漢字かな한국어ไทย") == 10
+    assert approx_tokens("abc漢字") == 3  # a Latin word beside ideographs is a word of its own
+    sentence = "自然言語処理は人間の言葉をコンピュータで扱う技術です。"
+    doc = "\n".join(sentence for _ in range(40))  # one paragraph, 1,080 characters
+    chunks = chunk_document(doc, "text", TINY)
+    assert all(len(c.text.replace("\n", "")) <= TINY.max_tokens for c in chunks)
+    assert len(chunks) >= len(doc) // TINY.max_tokens

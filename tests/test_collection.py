@@ -485,7 +485,7 @@ def test_filters_are_remembered_until_given_again_or_cleared(col: Collection, do
     assert col.status().filters["include"] == []
 
 
-@pytest.mark.parametrize("include", [[""], ["  "], ["# a comment"], ["!*.md"]])
+@pytest.mark.parametrize("include", [[""], ["  "], ["# a comment"], ["!*.md"], ["!"], ["\\"]])
 def test_a_pattern_that_matches_nothing_is_refused(
     col: Collection, docs: Path, include: list[str]
 ) -> None:
@@ -676,3 +676,35 @@ def test_ctrl_c_while_the_model_loads_encodes_nothing_after(col: Collection, doc
     with pytest.raises(KeyboardInterrupt):
         col.index([docs], encoder_factory=slow_to_load, progress=CtrlCOnceLoading())
     assert encoder.calls == 0 and col.store.counts()["embedded"] == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(
+    col: Collection, docs: Path
+) -> None:
+    """SQLite keeps text as UTF-8: such a name is reported, never a crash that blocks every run."""
+    latin1 = os.fsencode(docs) + b"/caf\xe9.md"
+    with open(latin1, "wb") as handle:
+        handle.write(b"# Menu\n\nCoffee and croissants.\n")
+    os.mkdir(os.fsencode(docs) + b"/r\xe9sum\xe9")
+    summary = col.index([docs], encoder_factory=hashing())
+    assert summary.new == 3 and sorted(col.store.files()) == [
+        "docs/api.md",
+        "docs/guide.md",
+        "docs/notes.txt",
+    ]
+    unreadable = {s.rel: s.detail for s in summary.skips if s.reason == "unreadable"}
+    assert unreadable == {
+        "docs/caf\\xe9.md": "its name is not valid UTF-8: rename it",
+        "docs/r\\xe9sum\\xe9/": "its name is not valid UTF-8: rename it",
+    }
+    again = col.index(encoder_factory=hashing())
+    assert again.unchanged == 3 and col.status().skipped["unreadable"] == 2
+
+
+def test_an_invalid_line_in_an_ignore_file_is_passed_over_as_git_does(
+    col: Collection, docs: Path
+) -> None:
+    (docs / ".gitignore").write_text("!\n\\\nnotes.txt\n")
+    summary = col.index([docs], encoder_factory=hashing())
+    assert sorted(col.store.files()) == ["docs/api.md", "docs/guide.md"]
+    assert {s.rel: s.reason for s in summary.skips}["docs/notes.txt"] == "ignored"

@@ -65,6 +65,18 @@ def test_path_filter_uses_gitignore_style_patterns(col: Collection) -> None:
     assert ask(col, "firewall", path="nothing/matches/").hits == []
 
 
+def test_an_invalid_path_pattern_is_a_clear_error(col: Collection) -> None:
+    with pytest.raises(ConfigError, match="invalid --path pattern"):
+        ask(col, "firewall", path="!")
+
+
+def test_a_huge_k_returns_every_chunk_at_most(col: Collection) -> None:
+    chunks = col.store.counts()["chunks"]
+    for mode in ("hybrid", "semantic", "lexical"):
+        hits = ask(col, "firewall port server", k=10**12, mode=mode).hits
+        assert 0 < len(hits) <= chunks, mode
+
+
 def test_min_score_drops_weak_results(col: Collection) -> None:
     everything = ask(col, "firewall port", mode="semantic")
     cut = everything.hits[1].score

@@ -139,8 +139,9 @@ def test_parse_size() -> None:
     assert parse_size("500k") == 500 * 1024
     assert parse_size("1.5M") == 3 * 512 * 1024
     assert parse_size("1gb") == parse_size("1G") == 1024**3
-    with pytest.raises(ConfigError, match="invalid size"):
-        parse_size("lots")
+    for text in ("lots", "0", "0.5", "-3k", "inf", "nan", "1e400", "2x"):
+        with pytest.raises(ConfigError, match="invalid size"):
+            parse_size(text)
 
 
 def test_damaged_stored_scan_settings_are_a_clear_error() -> None:

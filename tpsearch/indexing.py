@@ -228,16 +228,21 @@ def _prepare(
             f"this collection was chunked with other settings ({stored_chunker}, now "
             f"{chunker.to_dict()}): run `tpsearch index --reembed` to re-chunk and re-embed"
         )
-    if reembed and embedded:
-        epoch = col.vectors_epoch()
-        col.vectors_path(epoch).unlink(missing_ok=True)  # never serve the old vectors again
+    clear = reembed and embedded
+    if clear:
+        col.vectors_path().unlink(missing_ok=True)  # never serve the old vectors again
         col.vectors.forget()
-        with store.transaction():
+    # One transaction: a crash never leaves the old settings behind with their vectors gone.
+    with store.transaction():
+        if clear:
             store.clear_vectors()
             store.set_meta(
-                vectors_epoch=epoch + 1, fingerprint=None, model_id=None, dim=None, encoder=None
+                vectors_epoch=col.vectors_epoch() + 1,
+                fingerprint=None,
+                model_id=None,
+                dim=None,
+                encoder=None,
             )
-    with store.transaction():
         if rechunk:
             store.mark_all_for_rechunk()
         store.set_meta(encoder_settings=storable(settings), chunker=chunker.to_dict())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 import numpy as np
 
 from tpsearch.errors import ConfigError, ModelLoadError, choice_error
+from tpsearch.sources import compile_patterns
 from tpsearch.vector_settings import check_same_vectors
 
 if TYPE_CHECKING:
@@ -153,6 +154,8 @@ def run_query(
         raise ConfigError(f"-k must be at least 1, got {k}")
     if not text.strip():
         raise ConfigError("the query is empty: give some words to search for")
+    if path:
+        compile_patterns([path], "path")  # a bad pattern fails before the model loads
     notices: list[str] = []
     used = cast(Mode, mode)
     vector, fingerprint = None, None
@@ -162,9 +165,10 @@ def run_query(
             notices.append(f"{why}: showing keyword (BM25) results only")
             used = "lexical"
     terms = query_terms(text)
-    pool = max(30, k * (10 if files else 3))
     store = col.store
     with store.snapshot():
+        # Never more candidates than chunks: a huge -k must not size the search buffers.
+        pool = min(max(30, k * (10 if files else 3)), max(1, store.counts()["chunks"]))
         if vector is not None and not _vectors_still_of(store, fingerprint, len(vector)):
             notices.append(
                 "the collection's vectors changed while this query ran (`tpsearch index "
@@ -247,9 +251,7 @@ def _vectors_still_of(store: Store, fingerprint: str | None, dim: int) -> bool:
 
 def _matching_files(store: Store, pattern: str) -> list[int]:
     """Ids of files whose root-relative path matches a gitignore-style pattern."""
-    from pathspec import GitIgnoreSpec
-
-    spec = GitIgnoreSpec.from_lines([pattern])
+    spec = compile_patterns([pattern], "path")
     return [file_id for path, file_id in store.file_ids().items() if spec.match_file(path)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -90,8 +91,23 @@ class ScanSettings:
         return cls(tuple(include), tuple(exclude), limit)
 
 
+def compile_patterns(patterns: Sequence[str], option: str) -> PathSpec:
+    """Gitignore-style patterns as one spec; ConfigError naming the option for an invalid one."""
+    from pathspec import GitIgnoreSpec
+
+    try:
+        return GitIgnoreSpec.from_lines(list(patterns))
+    except ValueError as error:  # pathspec's GitIgnorePatternError
+        raise ConfigError(
+            f"invalid --{option} pattern ({error}): use gitignore syntax, e.g. 'docs/', '*.md', "
+            "'!keep.md'"
+        ) from None
+
+
 def check_patterns(patterns: Sequence[str], option: str) -> None:
-    """Refuse patterns that match nothing: a blank one, a comment, an include of only `!...`."""
+    """Refuse patterns that match nothing: a blank one, a comment, an include of only `!...`;
+    and patterns gitignore syntax cannot read."""
+    compile_patterns(patterns, option)
     for pattern in patterns:
         if not pattern.strip():
             raise ConfigError(f"an empty --{option} pattern matches no file: leave it out")
@@ -164,14 +180,24 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in units or value <= 0:
+    size = value * units.get(unit, 0)
+    if unit not in units or not math.isfinite(size) or size < 1:
         raise ConfigError(f"invalid size {text!r}: use a number of bytes or e.g. 500k, 2M, 1G")
-    return int(value * units[unit])
+    return int(size)
 
 
 def relative_to_root(path: Path, root: Path) -> str:
     """`path` relative to `root`, "/"-separated; may start with '..' for a path outside it."""
     return Path(os.path.relpath(path, root)).as_posix()
+
+
+def where(root: Path, rel: str, cwd: Path) -> tuple[Path, str]:
+    """A stored path: absolute, and as shown (relative to cwd when below it, else absolute)."""
+    absolute = Path(os.path.normpath(root / rel))
+    try:
+        return absolute, absolute.relative_to(cwd).as_posix()
+    except ValueError:
+        return absolute, str(absolute)
 
 
 def is_under(rel: str, source_rel: str) -> bool:
@@ -198,7 +224,11 @@ class _Rules:
                 continue
         if not lines:
             return self
-        return _Rules((*self.layers, (folder.as_posix(), GitIgnoreSpec.from_lines(lines))))
+        try:
+            spec = GitIgnoreSpec.from_lines(lines)
+        except ValueError:  # as git does, a line that is no valid pattern is passed over
+            spec = GitIgnoreSpec.from_lines([line for line in lines if _valid_pattern(line)])
+        return _Rules((*self.layers, (folder.as_posix(), spec)))
 
     def ignored(self, path: Path, is_dir: bool) -> bool:
         """git semantics: the deepest ignore file with a matching pattern decides."""
@@ -209,6 +239,16 @@ class _Rules:
             if result.include is not None:
                 return bool(result.include)
         return False
+
+
+def _valid_pattern(line: str) -> bool:
+    from pathspec import GitIgnoreSpec
+
+    try:
+        GitIgnoreSpec.from_lines([line])
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -231,10 +271,8 @@ class _Walk:
         self.result.skipped.append(Skip(rel, reason, detail))
 
 
-def _compile(patterns: tuple[str, ...]) -> PathSpec | None:
-    from pathspec import GitIgnoreSpec
-
-    return GitIgnoreSpec.from_lines(list(patterns)) if patterns else None
+def _compile(patterns: tuple[str, ...], option: str) -> PathSpec | None:
+    return compile_patterns(patterns, option) if patterns else None
 
 
 def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
@@ -248,7 +286,13 @@ def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
     if not source.exists():
         raise ConfigError(f"no such file or folder: {source}")
     exclude = settings.exclude + (() if settings.include else DEFAULT_EXCLUDES)
-    state = _Walk(root, settings, _compile(settings.include), _compile(exclude), WalkResult())
+    state = _Walk(
+        root,
+        settings,
+        _compile(settings.include, "include"),
+        _compile(exclude, "exclude"),
+        WalkResult(),
+    )
     source_rel = relative_to_root(source, root)
     if not source.is_dir():
         _consider_file(state, source, source_rel, explicit=True)
@@ -287,7 +331,10 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
         except OSError:
             is_dir = False
         shown = rel + "/" if is_dir else rel
-        if is_dir and entry.name in VCS_DIRS:
+        if not _utf8(entry.name):  # SQLite stores text as UTF-8: such a path cannot be kept
+            printable = os.fsencode(shown).decode("utf-8", "backslashreplace")
+            state.skip(printable, "unreadable", "its name is not valid UTF-8: rename it")
+        elif is_dir and entry.name in VCS_DIRS:
             state.skip(shown, "vcs")
         elif entry.name.startswith("."):
             state.skip(shown, "hidden")
@@ -305,6 +352,15 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
             state.linked_files.append((path, rel))
         else:
             _consider_file(state, path, rel)
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded by the OS (undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _leads_inside(state: _Walk, link: Path) -> bool:

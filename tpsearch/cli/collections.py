@@ -23,7 +23,6 @@ from tpsearch.cli.options import (
     TpOpt,
     TpStartOpt,
     TrustCodeOpt,
-    encoder_overrides,
     model_overrides,
 )
 from tpsearch.errors import ConfigError, TpsearchError
@@ -181,7 +180,7 @@ def query_command(
             path=path,
             min_score=min_score,
             files=files,
-            overrides=encoder_overrides(device=device),
+            overrides=model_overrides({"device": device}),
         )
         root = collection.root
     for notice in result.notices:
