@@ -128,7 +128,8 @@ def test_empty_single_and_identical_collections(tmp_path: Path) -> None:
     one = tmp_path / "one"
     with indexed(one, write_files(one, {"a.md": LENGTHY})) as collection:
         assert collection.dedupe().groups == ()
-        assert collection.cluster().report.k <= 1
+        single = collection.cluster().report
+        assert single.k == 1 and single.clustered == 1 and single.note
     same = tmp_path / "same"
     docs = write_files(same, {f"copy{n}.md": LENGTHY for n in range(4)})
     with indexed(same, docs) as collection:
@@ -176,3 +177,61 @@ def test_dedupe_and_cluster_commands_on_a_tiny_real_model(
     assert wrong.exit_code == 2 and "--lexical-threshold" in wrong.stderr
     bad_level = runner.invoke(app, ["cluster", "--level", "folder"])
     assert bad_level.exit_code == 2 and "'file', 'chunk'" in bad_level.stderr
+
+
+def test_a_file_with_a_pending_chunk_has_no_file_vector_yet(tmp_path: Path) -> None:
+    """A file's vector is the mean of all its chunks: with one chunk pending it has none."""
+    docs = write_files(tmp_path, {"long.md": LENGTHY, "short.md": "# Short\n\n" + LENGTHY[:300]})
+    with indexed(tmp_path, docs) as collection:
+        store = collection.store
+        (long_id,) = [i for path, i in store.file_ids().items() if path.endswith("long.md")]
+        chunks = store.query("SELECT id FROM chunks WHERE file_id = ? ORDER BY id", [long_id])
+        assert len(chunks) > 1
+        with store.transaction():
+            store.db.execute("DELETE FROM vectors WHERE chunk_id = ?", [chunks[-1][0]])
+        files = read_items(store, "file")
+        assert files.pending == 1 and files.embeddings.ids.tolist() == [
+            i for path, i in store.file_ids().items() if path.endswith("short.md")
+        ]
+        chunk_items = read_items(store, "chunk")
+        assert chunk_items.pending == 1
+
+
+def test_paths_are_shown_from_the_folder_the_command_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a subfolder, dedupe and cluster name files as `ls` there would: a script can act
+    on the --json paths where it runs."""
+    docs = planted_corpus(tmp_path)
+    indexed(tmp_path, docs).close()
+    monkeypatch.chdir(docs / "tutorial")
+    runner = CliRunner()
+    report = json.loads(runner.invoke(app, ["dedupe", "--method", "exact", "--json"]).stdout)
+    paths = {m["path"] for g in report["groups"] for m in g["members"]}
+    assert paths and all(Path(p).is_file() for p in paths)  # relative to here, or absolute
+    assert any(not Path(p).is_absolute() for p in paths)  # the copies below this folder
+
+    clustered = runner.invoke(app, ["cluster", "-k", "2", "--json"])
+    assert clustered.exit_code == 0, clustered.output
+    clusters = json.loads(clustered.stdout)["clusters"]
+    members = [m for c in clusters for m in c["members"]]
+    assert sorted(m["id"] for m in members) == sorted(i for c in clusters for i in c["member_ids"])
+    assert all(Path(m["path"]).is_file() for m in members)
+    for cluster in clusters:  # the representatives come first
+        firsts = [m["id"] for m in cluster["members"][: len(cluster["representatives"])]]
+        assert firsts == [r["id"] for r in cluster["representatives"]]
+
+
+def test_a_map_that_cannot_be_written_is_refused_before_clustering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indexed(tmp_path, planted_corpus(tmp_path)).close()
+    monkeypatch.chdir(tmp_path)
+
+    def no_clustering(*args: object, **kwargs: object) -> None:
+        raise AssertionError("clustered before checking the map's path")
+
+    monkeypatch.setattr("tpsearch.collection_analysis.cluster_items", no_clustering)
+    for plot, message in (("map.svg", "name it *.png"), ("missing/map.png", "does not exist")):
+        refused = CliRunner().invoke(app, ["cluster", "--plot", plot])
+        assert refused.exit_code == 2 and message in refused.stderr, refused.output

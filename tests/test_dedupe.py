@@ -243,3 +243,48 @@ def test_keeper_rules_and_their_reasons() -> None:
 def test_invalid_settings_say_what_is_valid(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         DedupeSettings(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "guide copy.md",
+        "docs/guide - Copy (2).md",
+        "Copy of guide.md",
+        "guide (1).md",
+        "guide_backup.md",
+        "backup/guide.md",
+        "guide.md.bak",
+        "guide.md~",
+    ],
+)
+def test_names_that_say_copy_lose_the_keeper(path: str) -> None:
+    copy = item(1, "x", path, mtime=10)  # older: it would win on age alone
+    assert choose_keeper([copy, item(2, "x", "docs/guide.md", mtime=20)]) == (
+        1,  # the position of the keeper
+        "not named like a copy",
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["copy-paste.md", "backup-strategy.md", "docs/copyright.md", "origin.md"]
+)
+def test_names_that_only_contain_such_a_word_are_not_copies(path: str) -> None:
+    keeper, reason = choose_keeper([item(1, "x", path, mtime=10), item(2, "x", "b.md", mtime=20)])
+    assert (keeper, reason) == (0, "oldest (modified first)")
+
+
+def test_a_threshold_that_pairs_everything_is_refused_not_a_memory_blow_up() -> None:
+    """1,500 vectors in one tight bundle: ~1.1M pairs at cosine 0.5, where a duplicate
+    report would be meaningless; the search stops and says which option to raise."""
+    rng = np.random.default_rng(0)
+    bundle = np.ones(8) + 0.3 * rng.standard_normal((1500, 8))
+    vectors = (bundle / np.linalg.norm(bundle, axis=1, keepdims=True)).astype(np.float32)
+    items = [item(n, f"text number {n} has enough words") for n in range(1500)]
+    embeddings = Embeddings(np.arange(1500), vectors)
+    with pytest.raises(ConfigError, match="raise --semantic-threshold"):
+        find_duplicates(
+            items, embeddings, DedupeSettings(method="semantic", semantic_threshold=0.5)
+        )
+    strict = find_duplicates(items, embeddings, DedupeSettings(method="semantic"))
+    assert strict.compared == 1500  # the default threshold still runs

@@ -17,6 +17,7 @@ from tpsearch.errors import ConfigError
 _MAX_POINTS = 50_000  # more dots add drawing time, not information
 _SIZE_INCHES = (12.0, 7.5)  # the map, and the legend of cluster labels beside it
 _DPI = 120  # 1440 x 900 pixels
+_LABELS_AT_CENTRES = 12  # up to this many clusters, each centre shows its keywords too
 
 
 def _palette(k: int) -> list[tuple[float, float, float, float]]:
@@ -30,15 +31,21 @@ def _palette(k: int) -> list[tuple[float, float, float, float]]:
     return [to_rgba(c) for c in colormaps["turbo"].resampled(k)(np.arange(k))]
 
 
-def plot_cluster_map(
-    projection: Projection, report: ClusterReport, path: Path, title: str | None = None
-) -> Path:
-    """Write the map to `path` (a .png in an existing folder) and return the path."""
+def check_plot_path(path: Path) -> Path:
+    """A path the map can be written to: ConfigError before any work when it cannot."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ConfigError(f"cannot plot to {path}: the map is a PNG image, name it *.png")
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist")
+    return path
+
+
+def plot_cluster_map(
+    projection: Projection, report: ClusterReport, path: Path, title: str | None = None
+) -> Path:
+    """Write the map to `path` (a .png in an existing folder) and return the path."""
+    path = check_plot_path(path)
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -70,19 +77,27 @@ def plot_cluster_map(
             linewidths=0,
             rasterized=True,
         )
-        # Numbers at the centres, words in a legend: labels of many clusters would overlap.
+        # Labels at the centres for a few clusters; beyond that they would overlap, so the
+        # centres get numbers and the legend beside the map has the words.
         palette = _palette(report.k)
         handles = []
         for cluster in report.clusters:
             x, y = projection.centres[cluster.index]
+            number = str(cluster.index + 1)
             axes.annotate(
-                str(cluster.index + 1),
+                f"{number} {cluster.label}" if report.k <= _LABELS_AT_CENTRES else number,
                 (x, y),
                 ha="center",
                 va="center",
                 fontsize=8,
                 fontweight="bold",
-                bbox={"boxstyle": "circle,pad=0.2", "facecolor": "white", "alpha": 0.8},
+                bbox={
+                    "boxstyle": "round,pad=0.2"
+                    if report.k <= _LABELS_AT_CENTRES
+                    else "circle,pad=0.2",
+                    "facecolor": "white",
+                    "alpha": 0.8,
+                },
             )
             handles.append(
                 Line2D(

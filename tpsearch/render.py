@@ -7,7 +7,6 @@ NO_COLOR, so the same code serves both; paths are terminal hyperlinks only on a 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,27 +26,20 @@ from rich.progress import (
 from rich.style import Style
 from rich.text import Text
 
+from tpsearch.sources import where
+
 if TYPE_CHECKING:
     from tpsearch.collection import CollectionStatus
     from tpsearch.indexing import IndexSummary, Phase
     from tpsearch.search import Hit, QueryResult
 
 
-def where(root: Path, rel: str, cwd: Path) -> tuple[Path, str]:
-    """A stored path: absolute, and as shown (relative to cwd when below it, else absolute)."""
-    absolute = Path(os.path.normpath(root / rel))
-    try:
-        return absolute, absolute.relative_to(cwd).as_posix()
-    except ValueError:
-        return absolute, str(absolute)
-
-
 def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:
     head = Text()
     head.append(f"{hit.rank:>2}  ", style="bold")
     head.append(f"{hit.score:.3f}  ", style="cyan")
-    where = f"{shown}:{hit.start_line}-{hit.end_line}"
-    head.append(where, style=Style(color="magenta", link=link.as_uri()))
+    place = f"{shown}:{hit.start_line}-{hit.end_line}"
+    head.append(place, style=Style(color="magenta", link=link.as_uri()))
     if hit.heading:
         head.append(f"  {hit.heading}", style="dim")
     snippet = Text("    " + hit.snippet)

@@ -7,6 +7,7 @@ on stdout) and tests can render them into a recording console.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from tpsearch.analysis.clustering import ClusterReport
+from tpsearch.analysis.clustering import Cluster, ClusterReport
 from tpsearch.analysis.duplicates import DedupeReport, DuplicateGroup, DuplicateMember
 from tpsearch.analysis.items import TextItem
 from tpsearch.analysis.pairs import normalise_whitespace
@@ -160,7 +161,8 @@ def _link_text(member: DuplicateMember, group: DuplicateGroup) -> Text:
     similarity = member.similarity or 0.0
     if member.link_kind == "exact":
         linked = next(m.item for m in group.members if m.item.id == member.linked_to)
-        words = "identical" if linked.text == member.item.text else "whitespace differs"
+        same = linked.identity(whitespace=False) == member.item.identity(whitespace=False)
+        words = "identical" if same else "whitespace differs"  # as the group's title says
     elif member.link_kind == "lexical":
         words = f"{similarity:.2f} word overlap"
     else:
@@ -230,7 +232,9 @@ def _clipped(words: list[str], limit: int = 16) -> str:
 
 def _dedupe_summary(report: DedupeReport, level: Level) -> Text:
     if not report.groups:
-        return Text(f"No duplicates among {report.compared} {_noun(level, report.compared)}.")
+        compared = report.compared  # semantic alone compares only what has a vector
+        compared -= report.unembedded if report.settings.method == "semantic" else 0
+        return Text(f"No duplicates among {compared} {_noun(level, compared)}.")
     by_kind = ", ".join(f"{n} {kind}" for kind, n in report.count_by_kind().items() if n)
     groups = len(report.groups)
     duplicates = report.duplicate_count
@@ -321,6 +325,15 @@ def _item_dict(item: TextItem) -> dict[str, Any]:
     }
 
 
+def _place_dict(item: TextItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "path": item.path,
+        "start_line": item.start_line,
+        "end_line": item.end_line,
+    }
+
+
 def duplicates_as_dict(report: DedupeReport) -> dict[str, Any]:
     """The dedupe report as JSON-ready data (`--json`)."""
     return {
@@ -356,8 +369,18 @@ def duplicates_as_dict(report: DedupeReport) -> dict[str, Any]:
     }
 
 
-def clusters_as_dict(report: ClusterReport) -> dict[str, Any]:
-    """The cluster report as JSON-ready data (`--json`)."""
+def clusters_as_dict(report: ClusterReport, items: Sequence[TextItem] = ()) -> dict[str, Any]:
+    """The cluster report as JSON-ready data (`--json`); with the clustered `items`, each
+    cluster lists its members (id, path, lines): its representatives first, then the rest."""
+    by_id = {item.id: item for item in items}
+
+    def members(cluster: Cluster) -> list[dict[str, Any]]:
+        if not by_id:
+            return []
+        first = [r.item.id for r in cluster.representatives]
+        rest = sorted(set(cluster.member_ids) - set(first))
+        return [_place_dict(by_id[i]) for i in (*first, *rest)]
+
     return {
         "settings": asdict(report.settings),
         "k": report.k,
@@ -377,6 +400,7 @@ def clusters_as_dict(report: ClusterReport) -> dict[str, Any]:
                     {**_item_dict(r.item), "similarity": r.similarity} for r in c.representatives
                 ],
                 "member_ids": list(c.member_ids),
+                **({"members": members(c)} if by_id else {}),
             }
             for c in report.clusters
         ],

@@ -21,7 +21,7 @@ import numpy as np
 
 from tpsearch.analysis.items import Embeddings, TextItem, has_words
 from tpsearch.analysis.lexical import lexical_pairs
-from tpsearch.analysis.pairs import Pairs, exact_pairs, semantic_pairs
+from tpsearch.analysis.pairs import Pairs, TooManyPairs, exact_pairs, semantic_pairs
 from tpsearch.errors import ConfigError, choice_error
 
 DuplicateKind = Literal["exact", "lexical", "semantic"]
@@ -32,8 +32,19 @@ KINDS: tuple[DuplicateKind, ...] = get_args(DuplicateKind)  # strongest evidence
 METHODS: tuple[str, ...] = get_args(DedupeMethod)
 KEEPER_RULES: tuple[str, ...] = get_args(KeeperRule)
 
-# Names that say "I am a copy": `notes copy.md`, `notes (1).md`, `backup/notes.md`, `notes.md~`.
-_COPY_NAME = re.compile(r"(?i)(\bcopy\b|\(\d+\)|\bbackups?\b|\bbak\b|\borig\b|~$)")
+# Names that say "I am a copy": `notes copy.md`, `notes - Copy (2).md`, `Copy of notes.md`,
+# `notes (1).md`, `notes_backup.md`, `backup/notes.md`, `notes.md.bak`, `notes.md~`; not names
+# that merely contain such a word (`copy-paste.md`, `backup-strategy.md`).
+_EXT = r"(?:\.[^./]*)?$"  # an optional extension, then the end of the name
+_COPY_NAME = re.compile(
+    r"(?i)("
+    rf"[\s._-](?:copy|bak|orig|backup)(?:[\s_-]*\(?\d+\)?)?{_EXT}"
+    r"|(?:^|/)copy[\s_-]of[\s_-]"
+    rf"|\(\d+\){_EXT}"
+    r"|(?:^|/)backups?/"
+    r"|\.(?:bak|orig)$|~$"
+    r")"
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,19 @@ class DedupeReport:
         return {kind: sum(g.kind == kind for g in self.groups) for kind in KINDS}
 
 
+_MIN_PAIR_BUDGET = 1_000_000
+_PAIRS_PER_ITEM = 20
+
+
+def _too_many(method: str, threshold: float, limit: int, items: int) -> ConfigError:
+    default = getattr(DedupeSettings(), f"{method}_threshold")
+    return ConfigError(
+        f"the {method} threshold {threshold} links more than {limit:,} pairs among {items:,} "
+        f"items: at that level texts share a topic, they are not duplicates; raise "
+        f"--{method}-threshold (default {default})"
+    )
+
+
 def find_duplicates(
     items: Sequence[TextItem],
     embeddings: Embeddings | None = None,
@@ -151,14 +175,23 @@ def find_duplicates(
     if "exact" in kinds:
         identities = [item.identity(settings.whitespace) for item in compared]
         evidence.append(("exact", exact_pairs(identities, whitespace=False)))
+    # Duplicates are rare: a threshold that links far more pairs than there are items is
+    # finding shared topics, and would fill the memory with pairs at 100k items.
+    max_pairs = max(_MIN_PAIR_BUDGET, _PAIRS_PER_ITEM * len(compared))
     if "lexical" in kinds:
-        found = lexical_pairs(
-            texts,
-            settings.lexical_threshold,
-            shingle_size=settings.shingle_size,
-            num_perm=settings.num_perm,
-            seed=settings.seed,
-        )
+        try:
+            found = lexical_pairs(
+                texts,
+                settings.lexical_threshold,
+                shingle_size=settings.shingle_size,
+                num_perm=settings.num_perm,
+                seed=settings.seed,
+                max_pairs=max_pairs,
+            )
+        except TooManyPairs:
+            raise _too_many(
+                "lexical", settings.lexical_threshold, max_pairs, len(compared)
+            ) from None
         evidence.append(("lexical", found))
     unembedded = 0
     if "semantic" in kinds:
@@ -166,11 +199,17 @@ def find_duplicates(
         vector_rows = embeddings.rows_for([item.id for item in compared])
         embedded = np.flatnonzero(vector_rows >= 0)
         unembedded = len(compared) - len(embedded)
-        found = semantic_pairs(
-            embeddings.vectors_at(vector_rows[embedded]),
-            settings.semantic_threshold,
-            seed=settings.seed,
-        )
+        try:
+            found = semantic_pairs(
+                embeddings.vectors_at(vector_rows[embedded]),
+                settings.semantic_threshold,
+                seed=settings.seed,
+                max_pairs=max_pairs,
+            )
+        except TooManyPairs:
+            raise _too_many(
+                "semantic", settings.semantic_threshold, max_pairs, len(embedded)
+            ) from None
         evidence.append(("semantic", found.through(embedded)))
 
     evidence = [(kind, _without_overlaps(pairs, compared)) for kind, pairs in evidence]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tpsearch.analysis.items import words
-from tpsearch.analysis.pairs import Pairs
+from tpsearch.analysis.pairs import PairBudget, Pairs
 
 # Odd 64-bit multiplier (2^64 / golden ratio) for the polynomial hash of a word window.
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -79,8 +79,10 @@ def lexical_pairs(
     shingle_size: int = 5,
     num_perm: int = 128,
     seed: int = 0,
+    max_pairs: int | None = None,
 ) -> Pairs:
     """Rows whose word-shingle sets have Jaccard >= `threshold` (exact), found via LSH.
+    TooManyPairs when the LSH proposes more than `max_pairs` candidate pairs.
 
     One pass: each text is queried against the texts before it, then inserted, so only the
     LSH band keys stay in memory. Texts with the same shingle set are linked to the first of
@@ -96,6 +98,7 @@ def lexical_pairs(
     left: list[int] = []
     right: list[int] = []
     candidates: list[tuple[int, int]] = []
+    budget = PairBudget(max_pairs)
     for row, text in enumerate(texts):
         sets = shingles(words(text), shingle_size, word_hashes)
         if not len(sets):
@@ -108,7 +111,9 @@ def lexical_pairs(
         sketch = blank.copy()
         # datasketch iterates over the values: a list of ints is the fastest to walk
         sketch.update_batch(_fold_to_32_bits(sets).tolist())
-        candidates.extend((earlier, row) for earlier in lsh.query(sketch))
+        found = lsh.query(sketch)
+        budget.take(len(found))
+        candidates.extend((earlier, row) for earlier in found)
         lsh.insert(row, sketch, check_duplication=False)
     same = Pairs.of(np.array(left), np.array(right), 1.0)
     return Pairs.concat([same, _verified(texts, candidates, threshold, shingle_size, word_hashes)])

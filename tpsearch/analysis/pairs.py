@@ -21,6 +21,23 @@ from tpsearch.analysis.items import normalise_whitespace, vector_key
 _FLOAT_SLACK = 1e-6
 
 
+class TooManyPairs(Exception):
+    """A threshold so low that nearly everything pairs with everything: stopped early, before
+    the pairs fill the memory."""
+
+
+class PairBudget:
+    """Counts pairs as a finder produces them; past `limit` (None: no limit) it stops it."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self, count: int) -> None:
+        self.used += count
+        if self.limit is not None and self.used > self.limit:
+            raise TooManyPairs(f"more than {self.limit} pairs")
+
+
 @dataclass(frozen=True, eq=False)
 class Pairs:
     """Pairs of rows, each once, with `left < right`, sorted, and their similarity."""
@@ -93,8 +110,11 @@ def semantic_pairs(
     nprobe: int = 4,
     exact_up_to: int = 5000,
     seed: int = 0,
+    max_pairs: int | None = None,
 ) -> Pairs:
     """Rows whose unit vectors have cosine >= `threshold`, by FAISS range search.
+
+    TooManyPairs when more than `max_pairs` pairs come up.
 
     Up to `exact_up_to` rows every pair is compared (flat index, exact). Beyond that the
     rows are split into `nlist` cells by spherical k-means (an IVF layout) and each row is
@@ -120,10 +140,11 @@ def semantic_pairs(
     if len(distinct) < 2:
         return identical
     searched = x if len(distinct) == len(x) else x[distinct]  # no copy in the usual case
+    budget = PairBudget(max_pairs)
     if len(distinct) <= exact_up_to:
-        found = _flat_pairs(searched, threshold)
+        found = _flat_pairs(searched, threshold, budget)
     else:
-        found = _cell_pairs(searched, threshold, nprobe=nprobe, seed=seed)
+        found = _cell_pairs(searched, threshold, budget, nprobe=nprobe, seed=seed)
     return Pairs.concat([identical, found.through(distinct)])
 
 
@@ -136,18 +157,19 @@ def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return representative, np.flatnonzero(representative == np.arange(len(x)))
 
 
-def _flat_pairs(x: np.ndarray, threshold: float, batch: int = 4096) -> Pairs:
+def _flat_pairs(x: np.ndarray, threshold: float, budget: PairBudget, batch: int = 4096) -> Pairs:
     """All pairs above the threshold, exactly (n^2 d work: for small n)."""
-    parts = [
-        _range_search(
-            x, x[start : start + batch], np.arange(start, min(start + batch, len(x))), threshold
-        )
-        for start in range(0, len(x), batch)
-    ]
+    parts = []
+    for start in range(0, len(x), batch):
+        rows = np.arange(start, min(start + batch, len(x)))
+        parts.append(_range_search(x, x[rows], rows, threshold))
+        budget.take(len(parts[-1]))
     return Pairs.concat(parts)
 
 
-def _cell_pairs(x: np.ndarray, threshold: float, *, nprobe: int, seed: int) -> Pairs:
+def _cell_pairs(
+    x: np.ndarray, threshold: float, budget: PairBudget, *, nprobe: int, seed: int
+) -> Pairs:
     import faiss
 
     n, dim = x.shape
@@ -171,6 +193,7 @@ def _cell_pairs(x: np.ndarray, threshold: float, *, nprobe: int, seed: int) -> P
     with threads_for(nprobe * n / nlist * n / nlist * dim):  # a typical cell's work
         for members, queries in _cells(home, probes, nlist):
             parts.append(_range_search(x[members], x[queries], queries, threshold, members))
+            budget.take(len(parts[-1]))
     return Pairs.concat(parts)
 
 

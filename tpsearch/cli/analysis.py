@@ -53,7 +53,7 @@ def dedupe_command(
         semantic_threshold=semantic,
     )
     with Collection.locate(Path.cwd(), index_dir) as collection:
-        report = collection.dedupe(level, settings)  # type: ignore[arg-type]
+        report = collection.dedupe(level, settings, paths_from=Path.cwd())  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(duplicates_as_dict(report), indent=2))
     else:
@@ -98,17 +98,24 @@ def cluster_command(
 ) -> None:
     """Group the collection into topics with keyword labels and representative members."""
     from tpsearch.analysis import ClusterSettings, parse_k
-    from tpsearch.cluster_map import plot_cluster_map
+    from tpsearch.cluster_map import check_plot_path, plot_cluster_map
     from tpsearch.collection import Collection
     from tpsearch.render_analysis import clusters_as_dict, clusters_renderable
 
     settings = ClusterSettings(k=parse_k(k), seed=seed)
+    if plot is not None:
+        check_plot_path(plot)  # before the work, not after it
     with Collection.locate(Path.cwd(), index_dir) as collection:
-        outcome = collection.cluster(level, settings, with_map=plot is not None)  # type: ignore[arg-type]
+        outcome = collection.cluster(
+            level,  # type: ignore[arg-type]
+            settings,
+            with_map=plot is not None,
+            paths_from=Path.cwd(),
+        )
     if plot is not None and outcome.projection is not None:
         plot_cluster_map(outcome.projection, outcome.report, plot)
     if as_json:
-        typer.echo(json.dumps(clusters_as_dict(outcome.report), indent=2))
+        typer.echo(json.dumps(clusters_as_dict(outcome.report, outcome.items), indent=2))
     else:
         stdout.print(clusters_renderable(outcome.report))
     if plot is not None:
