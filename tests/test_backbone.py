@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.tinymodels import build_tokenizer, save_tiny_model
-from tpsearch.backbone import PrecisionFallbackWarning, load_backbone
+from tpsearch.backbone import PrecisionFallbackWarning, load_backbone, resolve_device
 from tpsearch.errors import ModelLoadError
 
 
@@ -19,6 +19,17 @@ def test_only_the_decoder_stack_is_loaded(tiny_model: Callable[[str], Path]) -> 
     assert type(backbone.model).__name__ == "LlamaModel"
     assert backbone.num_layers == 6 and backbone.hidden_size == 64
     assert backbone.model_id == str(tiny_model("llama").resolve())
+
+
+def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never Apple's MPS unasked: bitsandbytes 4-bit runs on the CPU, not there."""
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
 
 
 def test_precision_falls_back_to_bf16_with_a_warning(

@@ -18,6 +18,14 @@ from tpsearch.templates import BUILTIN_TEMPLATES, Template
 def test_builtin_templates_are_the_research_strings() -> None:
     eol = Template.resolve("prompteol")
     assert eol.text == 'This sentence : <PST> "{text}" means in one word:"'
+    assert Template.resolve("pcot").text == (
+        'After thinking step by step , this sentence : <PST> "{text}" means in one word:"'
+    )
+    assert Template.resolve("knowledge").text == (
+        "The essence of a sentence is often captured by its main subjects and actions, while "
+        "descriptive terms provide additional but less central details. With this in mind , "
+        'this sentence : <PST> "{text}" means in one word:"'
+    )
     assert Template.resolve("Pretended-CoT").name == "pcot"
     assert eol.baseline() == ('This sentence : "{text}" means in one word:"', 16)
 
@@ -51,6 +59,23 @@ def test_a_space_goes_with_the_slot_only_when_there_is_one_on_each_side() -> Non
 def test_bad_templates_are_explained(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Template.resolve(spec)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "layers", "expected"),
+    [  # tp-semantics.md's table: template, tp_start, tp_end, exit
+        ("meta-llama/Llama-2-7b-hf", 32, ("prompteol", 1, 7, 27)),
+        ("meta-llama/Llama-2-13b-hf", 40, ("pcot", 1, 7, -2)),
+        ("meta-llama/Meta-Llama-3-8B", 32, ("pcot", 1, 3, -2)),
+        ("Qwen/Qwen2-7B", 28, ("pcot", 1, 6, -2)),
+        ("google/gemma-2-9b", 42, ("pcot", 1, 6, -2)),
+        ("mistralai/Mistral-7B-Instruct-v0.3", 32, ("prompteol", 1, 7, -2)),
+    ],
+)
+def test_every_published_preset(model_id: str, layers: int, expected: tuple) -> None:  # type: ignore[type-arg]
+    preset = published_preset(model_id, layers)
+    assert preset is not None, model_id
+    assert (preset.template, preset.tp_start, preset.tp_end, preset.exit_layer) == expected
 
 
 def test_published_presets_match_model_and_depth() -> None:

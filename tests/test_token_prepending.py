@@ -181,8 +181,16 @@ def test_an_appended_eos_is_not_the_pooled_token(tmp_path: Path) -> None:
 
 
 def test_early_exit_runs_exactly_the_layers_it_needs(tiny_model: Callable[[str], Path]) -> None:
+    import torch
+
     encoder = encoder_for(tiny_model("qwen2"), tp_start=1, tp_end=3, exit_layer=4)
     model = encoder.backbone.model
+    vocab = model.config.vocab_size
+    # No LM head anywhere: nothing projects onto the vocabulary, so nothing can compute logits.
+    assert not any("lm_head" in name for name, _ in model.named_modules())
+    assert not any(
+        isinstance(m, torch.nn.Linear) and m.out_features == vocab for m in model.modules()
+    )
     calls: list[str] = []
     handles = [
         layer.register_forward_hook(lambda *_, i=i: calls.append(f"layer{i}"))

@@ -166,12 +166,8 @@ def load_tokenizer(model: str, trust_remote_code: bool = False) -> tuple[Any, st
 def resolve_device(device: str) -> str:
     import torch
 
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+    if device == "auto":  # Apple's MPS only when asked: 4-bit runs on the CPU, not there
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"invalid device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -219,6 +215,13 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
 
 
+def _how_to_fix(repo_id: str) -> str:
+    return (
+        f"download it once on a connected machine (`hf download {repo_id}`), or pass a local "
+        "directory: --model ./path/to/model (a folder written by save_pretrained)"
+    )
+
+
 def _hub_files_cached(repo_id: str) -> bool:
     """True when the hub model is in the local cache; else check the hub can serve it."""
     import huggingface_hub
@@ -230,10 +233,7 @@ def _hub_files_cached(repo_id: str) -> bool:
         RepositoryNotFoundError,
     )
 
-    how_to_fix = (
-        f"download it once on a connected machine (`hf download {repo_id}`), or pass a local "
-        "directory: --model ./path/to/model (a folder written by save_pretrained)"
-    )
+    how_to_fix = _how_to_fix(repo_id)
     try:
         if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
             return True
@@ -318,6 +318,8 @@ def _load_model(
         )
     except OSError as error:
         message = f"cannot load the weights of {source}: {_first_line(error)}"
+        if local_only and not Path(source).is_dir():  # a hub id, cached only in part
+            message += ": " + _how_to_fix(source)
         raise ModelLoadError(message) from error
     missing = [key for key in info.get("missing_keys", ()) if "rotary" not in key]
     if missing:
