@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.tinymodels import build_tokenizer, save_tiny_model
-from tpsearch.backbone import PrecisionFallbackWarning, load_backbone, resolve_device
+from tpsearch.backbone import (
+    PrecisionFallbackWarning,
+    decoder_layout,
+    load_backbone,
+    resolve_device,
+)
 from tpsearch.errors import ModelLoadError
 
 
@@ -113,3 +118,27 @@ def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
     (path / "config.json").touch()  # the model changed on disk: quantize it again
     TPEncoder(settings)
     assert read_from[2] == str(path.resolve()) and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_decoder_stacks_of_other_layouts_are_found_and_unknown_ones_refused(
+    tiny_model: Callable[[str], Path],
+) -> None:
+    import torch
+
+    for family, layout in (
+        ("gpt2", ("h", "ln_f")),
+        ("gpt_neox", ("layers", "final_layer_norm")),
+        ("phi", ("layers", "final_layernorm")),
+    ):
+        backbone = load_backbone(str(tiny_model(family)), precision="fp32")
+        assert decoder_layout(backbone.model) == layout
+        assert backbone.num_layers == 6 and backbone.final_norm is not None
+
+    class Encoder(torch.nn.Module):  # built like BERT: .encoder.layer
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Module()
+            self.encoder.layer = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+
+    with pytest.raises(ModelLoadError, match="not a decoder stack tpsearch knows"):
+        decoder_layout(Encoder())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tinymodels import FAMILIES, save_tiny_model
+from tests.tinymodels import FAMILIES, OTHER_LAYOUTS, save_tiny_model
 from tpsearch import EncoderSettings, TPEncoder
 from tpsearch.errors import ConfigError
 from tpsearch.prompt_inputs import PST_SLOT
@@ -83,7 +83,7 @@ def reference_tp(
     return unit(h[0, last])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + OTHER_LAYOUTS)
 def test_tp_off_equals_the_plain_forward_at_the_exit_layer(
     tiny_model: Callable[[str], Path], family: str
 ) -> None:
@@ -142,7 +142,7 @@ def assert_batching_padding_and_cache_change_nothing(encoder: TPEncoder) -> None
                 np.testing.assert_allclose(singles, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["qwen2", "gemma2"])
+@pytest.mark.parametrize("family", ["qwen2", "gemma2", *OTHER_LAYOUTS])
 def test_batching_padding_and_prefix_cache_do_not_change_results(
     tiny_model: Callable[[str], Path], family: str
 ) -> None:

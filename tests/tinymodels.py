@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 STS_DEV = REPO / "data" / "sts" / "sts-dev.csv"
 
 FAMILIES = ("llama", "qwen2", "mistral", "gemma2", "qwen3", "phi3")
+# Stacks laid out otherwise (layers and final norm under other names, learned positions).
+OTHER_LAYOUTS = ("gpt_neox", "phi", "gpt2")
 BOS_FAMILIES = {"llama", "mistral", "gemma2"}
 
 # Shapes big enough to exercise grouped-query attention and bitsandbytes blocks (64).
@@ -98,7 +100,22 @@ def build_config(family: str, vocab_size: int, **shape: int):  # type: ignore[no
         return tf.Qwen3Config(vocab_size=vocab_size, head_dim=16, **shape, **ids)
     if family == "phi3":
         return tf.Phi3Config(vocab_size=vocab_size, **shape, **ids)
-    raise ValueError(f"unknown family {family!r}; known: {FAMILIES}")
+    if family == "gpt_neox":  # Pythia: .layers and .final_layer_norm, partial rotary
+        shape.pop("num_key_value_heads")
+        return tf.GPTNeoXConfig(vocab_size=vocab_size, rotary_pct=0.25, **shape, **ids)
+    if family == "phi":  # Phi-1/2: .layers and .final_layernorm
+        return tf.PhiConfig(vocab_size=vocab_size, **shape, **ids)
+    if family == "gpt2":  # .h and .ln_f, learned absolute positions
+        return tf.GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=shape["hidden_size"],
+            n_layer=shape["num_hidden_layers"],
+            n_head=shape["num_attention_heads"],
+            n_inner=shape["intermediate_size"],
+            n_positions=shape["max_position_embeddings"],
+            **ids,
+        )
+    raise ValueError(f"unknown family {family!r}; known: {FAMILIES + OTHER_LAYOUTS}")
 
 
 def save_tiny_model(

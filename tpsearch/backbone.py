@@ -68,11 +68,11 @@ class Backbone:
 
     @property
     def layers(self) -> nn.ModuleList:
-        return cast("nn.ModuleList", self.model.layers)
+        return cast("nn.ModuleList", _attribute(self.model, decoder_layout(self.model)[0]))
 
     @property
     def final_norm(self) -> nn.Module:
-        return cast("nn.Module", self.model.norm)
+        return cast("nn.Module", _attribute(self.model, decoder_layout(self.model)[1]))
 
     @property
     def embed_tokens(self) -> nn.Module:
@@ -89,6 +89,38 @@ class Backbone:
     def weight_bytes(self) -> int:
         """Bytes held by parameters and buffers (quantized weights count at their packed size)."""
         return int(self.model.get_memory_footprint())
+
+
+# Where decoder stacks keep their layers and final norm: Llama, Qwen, Mistral, Gemma, Phi-3
+# and most recent models; Phi-1/2; GPT-NeoX (Pythia); GPT-2, Falcon, Bloom; OPT.
+DECODER_LAYOUTS = (
+    ("layers", "norm"),
+    ("layers", "final_layernorm"),
+    ("layers", "final_layer_norm"),
+    ("h", "ln_f"),
+    ("decoder.layers", "decoder.final_layer_norm"),
+)
+
+
+def _attribute(model: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        model = getattr(model, name, None)
+    return model
+
+
+def decoder_layout(model: Any) -> tuple[str, str]:
+    """(layers, final norm) attribute paths of a decoder stack; ModelLoadError if unknown."""
+    import torch
+
+    for layers, norm in DECODER_LAYOUTS:
+        found = _attribute(model, layers), _attribute(model, norm)
+        if isinstance(found[0], torch.nn.ModuleList) and isinstance(found[1], torch.nn.Module):
+            return layers, norm
+    known = ", ".join(f"`.{layers}` and `.{norm}`" for layers, norm in DECODER_LAYOUTS)
+    raise ModelLoadError(
+        f"{type(model).__name__} keeps its layers and final norm where tpsearch does not look "
+        f"({known}): it is not a decoder stack tpsearch knows"
+    )
 
 
 def load_backbone(
@@ -327,11 +359,7 @@ def _load_model(
             f"{source} lacks weights for {len(missing)} tensors of its decoder "
             f"(e.g. {missing[0]}): is it a complete causal LM checkpoint?"
         )
-    if not (hasattr(model, "layers") and hasattr(model, "norm")):
-        raise ModelLoadError(
-            f"{type(model).__name__} has no `.layers` and `.norm`: tpsearch supports decoder "
-            "stacks built like Llama, Qwen, Mistral, Gemma and Phi"
-        )
+    decoder_layout(model)  # a stack without known layers and final norm fails here, clearly
     return model, compute if precision != "fp32" else torch.float32
 
 
