@@ -41,6 +41,7 @@ def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyp
 def test_index_then_query(project: Path) -> None:
     indexed = run("index", "docs")
     assert indexed.exit_code == 0, indexed.output
+    assert indexed.stderr == ""  # no progress bars when stderr is not a terminal
     assert (
         indexed.stdout.strip()
         .splitlines()[-1]

@@ -708,3 +708,15 @@ def test_an_invalid_line_in_an_ignore_file_is_passed_over_as_git_does(
     summary = col.index([docs], encoder_factory=hashing())
     assert sorted(col.store.files()) == ["docs/api.md", "docs/guide.md"]
     assert {s.rel: s.reason for s in summary.skips}["docs/notes.txt"] == "ignored"
+
+
+def test_a_collection_folder_inside_the_indexed_tree_is_left_out(
+    tmp_path: Path, docs: Path
+) -> None:
+    """--index docs/search-index (not hidden): its database is never read as a document."""
+    with Collection.locate(tmp_path, docs / "search-index", create=True) as col:
+        col.index([docs], encoder_factory=hashing())
+        again = col.index(encoder_factory=hashing())
+        assert again.unchanged == 3 and again.new == 0
+        inside = [s for s in again.skips if "search-index" in s.rel]
+        assert [(s.rel, s.reason) for s in inside] == [("search-index/", "vcs")]

@@ -71,7 +71,7 @@ def scan_sources(
                 f"its {kept} files are kept; `tpsearch index --forget {source_rel}` removes them"
             )
             continue
-        walked = walk(source, col.root, settings)
+        walked = walk(source, col.root, settings, own_folder=col.folder)
         walked_files, skips = walked.files, walked.skipped
         if settings.include and not walked_files and source.is_dir():
             shown = " ".join(f"--include {p!r}" for p in settings.include)

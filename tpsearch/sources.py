@@ -26,7 +26,7 @@ SkipReason = Literal[
     "ignored",  # a .gitignore or .tpsearchignore rule
     "excluded",  # --exclude, not matching --include, or a default exclude
     "hidden",  # a name starting with "."
-    "vcs",  # .git, .hg, .svn, ...
+    "vcs",  # .git, .hg, .svn, ...; and the collection's own folder
     "symlink-loop",  # a link back to a folder being walked, or to one walked already
     "symlink-outside",  # a link to something outside the folder being indexed
     "symlink-duplicate",  # a link to a file taken already (by its real path, or another link)
@@ -262,6 +262,7 @@ class _Walk:
     result: WalkResult
     inside: Path | None = None  # the real path of the folder being indexed
     visited: set[tuple[int, int]] = field(default_factory=set)  # folders walked
+    own: tuple[int, int] | None = None  # the collection's folder: (device, inode)
     taken: dict[tuple[int, int], str] = field(default_factory=dict)  # files taken: (dev, inode)
     linked: list[tuple[Path, str, _Rules]] = field(default_factory=list)  # walked last
     linked_files: list[tuple[Path, str]] = field(default_factory=list)  # considered last
@@ -275,8 +276,11 @@ def _compile(patterns: tuple[str, ...], option: str) -> PathSpec | None:
     return compile_patterns(patterns, option) if patterns else None
 
 
-def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
+def walk(
+    source: Path, root: Path, settings: ScanSettings, own_folder: Path | None = None
+) -> WalkResult:
     """Every candidate file under `source` (a folder or one file), and what was skipped.
+    `own_folder` (the collection's folder, when it is not hidden) is never walked into.
 
     Ignore-file patterns are relative to the folder holding the file, as in git;
     --include/--exclude patterns to `root`. Ignore files in the folders from `root` down to
@@ -302,6 +306,9 @@ def walk(source: Path, root: Path, settings: ScanSettings) -> WalkResult:
         for folder in reversed(source.relative_to(root).parents):  # ".", "a", "a/b"
             rules = rules.with_folder(root / folder)
     state.inside = Path(os.path.realpath(source))
+    if own_folder is not None and own_folder.is_dir():
+        own = own_folder.stat()
+        state.own = (own.st_dev, own.st_ino)
     _walk_folder(state, source, source_rel, rules)
     while state.linked:  # linked folders after real ones: a file is found by its real path
         _walk_folder(state, *state.linked.pop(0))
@@ -317,6 +324,9 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
         state.skip(rel_folder + "/", "unreadable", _reason(error))
+        return
+    if (info.st_dev, info.st_ino) == state.own:
+        state.skip(rel_folder + "/", "vcs", "the collection's own folder")
         return
     if (info.st_dev, info.st_ino) in state.visited:
         state.skip(rel_folder + "/", "symlink-loop", "a folder already walked")
