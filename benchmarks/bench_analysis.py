@@ -179,13 +179,16 @@ def main() -> None:
     dedupe = results["semantic"]
     cluster = max(results["cluster k"], results["cluster auto"])
     print(f"peak memory {peak_gb:.1f} GB")
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
     print(
         f"targets (issue 4, 100k chunk vectors): semantic dedupe {dedupe:.1f} s < 30 s "
-        f"{'ok' if dedupe < 30 else 'MISSED'}; cluster {cluster:.1f} s < 30 s "
-        f"{'ok' if cluster < 30 else 'MISSED'}; recall {recall:.4f} >= 0.99 "
-        f"{'ok' if recall >= 0.99 else 'MISSED'}"
+        f"{verdict(dedupe < 30)}; all three methods (the command's default) "
+        f"{results['all']:.1f} s < 30 s {verdict(results['all'] < 30)}; cluster {cluster:.1f} s"
+        f" < 30 s {verdict(cluster < 30)}; recall {recall:.4f} >= 0.99 {verdict(recall >= 0.99)}"
     )
-    print(f"all three dedupe methods together: {results['all']:.1f} s (no target)")
 
 
 if __name__ == "__main__":

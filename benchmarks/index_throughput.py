@@ -191,7 +191,8 @@ def main() -> None:
         f"throughput ratio (end to end / encoder alone): {encoder_s / end_to_end_s:.3f}  (>= 0.90)"
     )
     print(f"re-run ratio (in process / first run):         {rerun_s / end_to_end_s:.4f}  (< 0.05)")
-    print(f"re-run ratio (process / first run):            {rerun_process_s / end_to_end_s:.4f}")
+    process_ratio = rerun_process_s / end_to_end_s
+    print(f"re-run ratio (process / first run):            {process_ratio:.4f}  (< 0.05)")
 
 
 if __name__ == "__main__":
