@@ -256,6 +256,8 @@ def test_invalid_settings_say_what_is_valid(settings: dict[str, object], message
         "backup/guide.md",
         "guide.md.bak",
         "guide.md~",
+        "Docs - Copy/guide.md",
+        "guide copy.tar.gz",
     ],
 )
 def test_names_that_say_copy_lose_the_keeper(path: str) -> None:
@@ -267,24 +269,34 @@ def test_names_that_say_copy_lose_the_keeper(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["copy-paste.md", "backup-strategy.md", "docs/copyright.md", "origin.md"]
+    "path",
+    ["copy-paste.md", "backup-strategy.md", "database-backup.md", "docs/copyright.md", "origin.md"],
 )
 def test_names_that_only_contain_such_a_word_are_not_copies(path: str) -> None:
     keeper, reason = choose_keeper([item(1, "x", path, mtime=10), item(2, "x", "b.md", mtime=20)])
     assert (keeper, reason) == (0, "oldest (modified first)")
 
 
-def test_a_threshold_that_pairs_everything_is_refused_not_a_memory_blow_up() -> None:
+def test_a_threshold_that_pairs_everything_is_refused_not_a_memory_blow_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """1,500 vectors in one tight bundle: ~1.1M pairs at cosine 0.5, where a duplicate
-    report would be meaningless; the search stops and says which option to raise."""
+    report would be meaningless; past its budget (lowered here from 10M, to stay quick) the
+    search stops and says which option to raise."""
     rng = np.random.default_rng(0)
     bundle = np.ones(8) + 0.3 * rng.standard_normal((1500, 8))
     vectors = (bundle / np.linalg.norm(bundle, axis=1, keepdims=True)).astype(np.float32)
     items = [item(n, f"text number {n} has enough words") for n in range(1500)]
     embeddings = Embeddings(np.arange(1500), vectors)
+    strict = find_duplicates(items, embeddings, DedupeSettings(method="semantic"))
+    assert strict.compared == 1500 and strict.groups  # the default threshold runs as usual
+    monkeypatch.setattr("tpsearch.analysis.duplicates._MIN_PAIR_BUDGET", 200_000)
     with pytest.raises(ConfigError, match="raise --semantic-threshold"):
         find_duplicates(
             items, embeddings, DedupeSettings(method="semantic", semantic_threshold=0.5)
         )
-    strict = find_duplicates(items, embeddings, DedupeSettings(method="semantic"))
-    assert strict.compared == 1500  # the default threshold still runs
+    with pytest.raises(ConfigError, match="raise --lexical-threshold"):
+        same_words = [item(n, "one two three four five six seven " + str(n)) for n in range(1500)]
+        find_duplicates(
+            same_words, settings=DedupeSettings(method="lexical", lexical_threshold=0.3)
+        )

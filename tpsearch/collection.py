@@ -28,7 +28,6 @@ from tpsearch.encoder import Encoder, fingerprint_of
 from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
 from tpsearch.locking import WriterLock
 from tpsearch.schema import DB_NAME
-from tpsearch.sources import where
 from tpsearch.store import Store
 from tpsearch.vector_cache import VectorCache
 from tpsearch.vector_settings import changed_fields
@@ -221,41 +220,24 @@ class Collection:
             encoder_factory=encoder_factory or default_encoder_factory,
         )
 
-    def dedupe(
-        self,
-        level: Level = "file",
-        settings: DedupeSettings | None = None,
-        paths_from: Path | None = None,
-    ) -> DedupeReport:
-        """Groups of duplicate files or passages, from what is stored (no model, no file read).
-        Paths are relative to the collection root, or as seen from `paths_from` (a folder)."""
+    def dedupe(self, level: Level = "file", settings: DedupeSettings | None = None) -> DedupeReport:
+        """Groups of duplicate files or passages, from what is stored (no model, no file read)."""
         from tpsearch.analysis import DedupeSettings
         from tpsearch.collection_analysis import dedupe
 
-        show = self._path_view(paths_from)
-        return dedupe(self.store, level, settings or DedupeSettings(), show)
+        return dedupe(self.store, level, settings or DedupeSettings())
 
     def cluster(
         self,
         level: Level = "file",
         settings: ClusterSettings | None = None,
         with_map: bool = False,
-        paths_from: Path | None = None,
     ) -> ClusterOutcome:
-        """Topics of the stored embeddings, labelled with keywords; a 2-D map if asked.
-        Paths are relative to the collection root, or as seen from `paths_from` (a folder)."""
+        """Topics of the stored embeddings, labelled with keywords; a 2-D map if asked."""
         from tpsearch.analysis import ClusterSettings
         from tpsearch.collection_analysis import cluster
 
-        show = self._path_view(paths_from)
-        return cluster(self.store, level, settings or ClusterSettings(), with_map, show)
-
-    def _path_view(self, folder: Path | None) -> Callable[[str], str]:
-        """Stored path -> as seen from `folder` (relative when below it, else absolute)."""
-        if folder is None:
-            return lambda rel: rel
-        root, folder = self.root, Path(os.path.abspath(folder))
-        return lambda rel: where(root, rel, folder)[1]
+        return cluster(self.store, level, settings or ClusterSettings(), with_map)
 
     def status(self, check: bool = False) -> CollectionStatus:
         """What the collection holds; `check` also verifies every invariant (reads it all)."""

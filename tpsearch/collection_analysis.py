@@ -10,7 +10,7 @@ their chunks' vectors when every chunk is embedded.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
@@ -55,16 +55,8 @@ class ClusterOutcome:
     items: tuple[TextItem, ...] = ()  # what was clustered (and what was not), by id in the report
 
 
-ShowPath = Callable[[str], str]  # a stored (root-relative) path -> the path to show
-
-
-def _as_stored(path: str) -> str:
-    return path
-
-
-def read_items(store: Store, level: Level, show_path: ShowPath = _as_stored) -> Items:
-    """The collection's files or chunks as `TextItem`s, with their vectors (one snapshot).
-    Their paths are the stored ones (relative to the collection root), or `show_path` of them."""
+def read_items(store: Store, level: Level) -> Items:
+    """The collection's files or chunks as `TextItem`s, with their vectors (one snapshot)."""
     if level not in LEVELS:
         raise choice_error("level", level, LEVELS)
     with store.snapshot():
@@ -73,7 +65,7 @@ def read_items(store: Store, level: Level, show_path: ShowPath = _as_stored) -> 
         ids, vectors = store.all_vectors(dim) if dim else (np.empty(0, np.int64), None)
     chunk_vectors = Embeddings(ids, vectors) if vectors is not None else Embeddings.empty()
     if level == "chunk":
-        items = tuple(_chunk_item(record, show_path) for record in records)
+        items = tuple(_chunk_item(record) for record in records)
         return Items("chunk", items, chunk_vectors, len(items) - len(chunk_vectors.ids))
 
     files = [list(chunks) for _, chunks in itertools.groupby(records, lambda r: r.file_id)]
@@ -87,34 +79,28 @@ def read_items(store: Store, level: Level, show_path: ShowPath = _as_stored) -> 
         )
     else:
         file_vectors = Embeddings.empty()
-    items = tuple(_file_item(chunks, show_path) for chunks in files)
+    items = tuple(_file_item(chunks) for chunks in files)
     return Items("file", items, file_vectors, len(files) - len(complete))
 
 
-def dedupe(
-    store: Store, level: Level, settings: DedupeSettings, show_path: ShowPath = _as_stored
-) -> DedupeReport:
-    items = read_items(store, level, show_path)
+def dedupe(store: Store, level: Level, settings: DedupeSettings) -> DedupeReport:
+    items = read_items(store, level)
     return find_duplicates(items.items, items.embeddings, settings)
 
 
 def cluster(
-    store: Store,
-    level: Level,
-    settings: ClusterSettings,
-    with_map: bool = False,
-    show_path: ShowPath = _as_stored,
+    store: Store, level: Level, settings: ClusterSettings, with_map: bool = False
 ) -> ClusterOutcome:
-    items = read_items(store, level, show_path)
+    items = read_items(store, level)
     report = cluster_items(items.items, items.embeddings, settings)
     projection = project_2d(items.embeddings, report, settings.seed) if with_map else None
     return ClusterOutcome(report, projection, items.items)
 
 
-def _chunk_item(record: ChunkRecord, show_path: ShowPath) -> TextItem:
+def _chunk_item(record: ChunkRecord) -> TextItem:
     return TextItem(
         id=record.chunk_id,
-        path=show_path(record.path),
+        path=record.path,
         text=record.text,
         size=len(record.text.encode("utf-8")),
         mtime=_mtime(record),
@@ -123,11 +109,11 @@ def _chunk_item(record: ChunkRecord, show_path: ShowPath) -> TextItem:
     )
 
 
-def _file_item(chunks: Sequence[ChunkRecord], show_path: ShowPath) -> TextItem:
+def _file_item(chunks: Sequence[ChunkRecord]) -> TextItem:
     first = chunks[0]
     return TextItem(
         id=first.file_id,
-        path=show_path(first.path),
+        path=first.path,
         text=file_text(chunks),
         size=first.file_size,
         mtime=_mtime(first),

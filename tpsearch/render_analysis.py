@@ -1,13 +1,15 @@
 """How dedupe and cluster results look: Rich renderables for people, plain dicts for `--json`.
 
 Functions return renderables instead of printing, so the CLI decides where they go (results
-on stdout) and tests can render them into a recording console.
+on stdout) and tests can render them into a recording console. Items carry the paths the
+collection stores (relative to its root); `show` turns one into the path to print, e.g. relative
+to the folder the command runs in. Only the output changes: keepers and groups do not.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +28,19 @@ from tpsearch.analysis.items import TextItem
 from tpsearch.analysis.pairs import normalise_whitespace
 
 Level = Literal["file", "chunk"]
+ShowPath = Callable[[str], str]  # a stored path -> the path to print
+
+
+def _as_stored(path: str) -> str:
+    return path
+
+
+def _location(item: TextItem, show: ShowPath) -> str:
+    """`path` for a whole file, `path:start-end` for a chunk, the path as shown."""
+    if item.end_line is None:
+        return show(item.path)
+    return f"{show(item.path)}:{item.start_line}-{item.end_line}"
+
 
 _KIND_TITLES = {
     "exact": "exact copies",
@@ -41,11 +56,14 @@ def _noun(level: Level, count: int = 2) -> str:
 
 
 def duplicates_renderable(
-    report: DedupeReport, level: Level = "file", preview_lines: int = 6
+    report: DedupeReport,
+    level: Level = "file",
+    preview_lines: int = 6,
+    show: ShowPath = _as_stored,
 ) -> RenderableType:
     """One panel per group, largest first, then a summary line and notes."""
     parts: list[RenderableType] = [
-        _group_panel(number, group, level, preview_lines)
+        _group_panel(number, group, level, preview_lines, show)
         for number, group in enumerate(report.groups, 1)
     ]
     parts.append(_dedupe_summary(report, level))
@@ -53,7 +71,9 @@ def duplicates_renderable(
     return Group(*parts)
 
 
-def _group_panel(number: int, group: DuplicateGroup, level: Level, preview_lines: int) -> Panel:
+def _group_panel(
+    number: int, group: DuplicateGroup, level: Level, preview_lines: int, show: ShowPath
+) -> Panel:
     title = Text.assemble(
         (f"{number} ", "bold"),
         (_KIND_TITLES[group.kind], _KIND_STYLES[group.kind]),
@@ -63,18 +83,18 @@ def _group_panel(number: int, group: DuplicateGroup, level: Level, preview_lines
     if group.kind == "exact" and not group.byte_identical:
         title.append(" · whitespace differs", style="dim")
     body: list[RenderableType] = [
-        _MemberRows(group),
+        _MemberRows(group, show),
         Text(f"suggested: {group.keeper_reason}", style="green"),
     ]
     if group.kind != "exact":
-        body.extend(_previews(group, preview_lines))
+        body.extend(_previews(group, preview_lines, show))
     return Panel(Group(*body), title=title, title_align="left", box=box.ROUNDED)
 
 
 _MAX_PREVIEWS = 3  # per group: a big group of near-copies needs a sample of its changes, not all
 
 
-def _previews(group: DuplicateGroup, preview_lines: int) -> list[RenderableType]:
+def _previews(group: DuplicateGroup, preview_lines: int, show: ShowPath) -> list[RenderableType]:
     """Word diffs against the keeper, once per distinct text."""
     shown: set[str] = {normalise_whitespace(group.keeper.text)}
     parts: list[RenderableType] = []
@@ -86,7 +106,8 @@ def _previews(group: DuplicateGroup, preview_lines: int) -> list[RenderableType]
         shown.add(text)
         differing += 1
         if differing <= _MAX_PREVIEWS:
-            parts.append(Text.assemble("\n", (member.item.location, "bold"), " vs keeper:"))
+            where = _location(member.item, show)
+            parts.append(Text.assemble("\n", (where, "bold"), " vs keeper:"))
             parts.append(diff_preview(group.keeper.text, member.item.text, preview_lines))
     if differing > _MAX_PREVIEWS:
         more = differing - _MAX_PREVIEWS
@@ -99,12 +120,12 @@ class _MemberRows:
     one column that may wrap; on a terminal too narrow for whole paths, the time of day goes
     first, then the size (both are in --json)."""
 
-    def __init__(self, group: DuplicateGroup) -> None:
+    def __init__(self, group: DuplicateGroup, show: ShowPath) -> None:
         depth = {group.keeper.id: 0}
         for member in group.duplicates:  # members come after the member they link to
             assert member.linked_to is not None, "only the keeper has no link"
             depth[member.item.id] = depth[member.linked_to] + 1
-        self.rows = [_member_cells(m, group, depth[m.item.id]) for m in group.members]
+        self.rows = [_member_cells(m, group, depth[m.item.id], show) for m in group.members]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         widths = [max(cell_len(str(row[n])) for row in self.rows) for n in range(5)]
@@ -129,17 +150,18 @@ class _MemberRows:
 
 
 def _member_cells(
-    member: DuplicateMember, group: DuplicateGroup, depth: int
+    member: DuplicateMember, group: DuplicateGroup, depth: int, show: ShowPath
 ) -> tuple[Text, Text, str, str, Text]:
     item = member.item
+    where = _location(item, show)
     size = decimal(item.size)
     modified = datetime.fromtimestamp(item.mtime).strftime("%Y-%m-%d %H:%M")
     if member.linked_to is None:
         keep = Text("keep", style="bold green")
-        return (keep, Text(item.location, style="bold"), size, modified, Text(""))
+        return (keep, Text(where, style="bold"), size, modified, Text(""))
     return (
         Text("dup", style="dim"),
-        Text.assemble((_indent(depth), "dim"), item.location),
+        Text.assemble((_indent(depth), "dim"), where),
         size,
         modified,
         _link_text(member, group),
@@ -268,7 +290,7 @@ def _dedupe_notes(report: DedupeReport, level: Level) -> list[str]:
     return notes
 
 
-def clusters_renderable(report: ClusterReport) -> RenderableType:
+def clusters_renderable(report: ClusterReport, show: ShowPath = _as_stored) -> RenderableType:
     """A table of clusters, largest first: keywords, size, the members nearest the centre."""
     if not report.clusters:
         message = "Nothing to cluster: no embedded items."
@@ -285,7 +307,7 @@ def clusters_renderable(report: ClusterReport) -> RenderableType:
         topic = Text(cluster.label, style="bold")
         if len(cluster.keywords) > 3:
             topic.append("\n" + ", ".join(cluster.keywords[3:]), style="dim")
-        closest = "\n".join(r.item.location for r in cluster.representatives)
+        closest = "\n".join(_location(r.item, show) for r in cluster.representatives)
         table.add_row(
             str(cluster.index + 1), topic, str(cluster.size), f"{cluster.cohesion:.2f}", closest
         )
@@ -313,11 +335,11 @@ def _cluster_caption(report: ClusterReport) -> str:
     return f"{report.clustered} items · {how} · seed {settings.seed}"
 
 
-def _item_dict(item: TextItem) -> dict[str, Any]:
+def _item_dict(item: TextItem, show: ShowPath) -> dict[str, Any]:
     """An item without its text: JSON output names things, it does not copy them."""
     return {
         "id": item.id,
-        "path": item.path,
+        "path": show(item.path),
         "start_line": item.start_line,
         "end_line": item.end_line,
         "size": item.size,
@@ -325,16 +347,7 @@ def _item_dict(item: TextItem) -> dict[str, Any]:
     }
 
 
-def _place_dict(item: TextItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "path": item.path,
-        "start_line": item.start_line,
-        "end_line": item.end_line,
-    }
-
-
-def duplicates_as_dict(report: DedupeReport) -> dict[str, Any]:
+def duplicates_as_dict(report: DedupeReport, show: ShowPath = _as_stored) -> dict[str, Any]:
     """The dedupe report as JSON-ready data (`--json`)."""
     return {
         "settings": asdict(report.settings),
@@ -355,7 +368,7 @@ def duplicates_as_dict(report: DedupeReport) -> dict[str, Any]:
                 "keeper_reason": group.keeper_reason,
                 "members": [
                     {
-                        **_item_dict(m.item),
+                        **_item_dict(m.item, show),
                         "keeper": m.linked_to is None,
                         "linked_to": m.linked_to,
                         "similarity": m.similarity,
@@ -369,9 +382,11 @@ def duplicates_as_dict(report: DedupeReport) -> dict[str, Any]:
     }
 
 
-def clusters_as_dict(report: ClusterReport, items: Sequence[TextItem] = ()) -> dict[str, Any]:
+def clusters_as_dict(
+    report: ClusterReport, items: Sequence[TextItem] = (), show: ShowPath = _as_stored
+) -> dict[str, Any]:
     """The cluster report as JSON-ready data (`--json`); with the clustered `items`, each
-    cluster lists its members (id, path, lines): its representatives first, then the rest."""
+    cluster lists its members (as the representatives: path, lines, ...), representatives first."""
     by_id = {item.id: item for item in items}
 
     def members(cluster: Cluster) -> list[dict[str, Any]]:
@@ -379,7 +394,7 @@ def clusters_as_dict(report: ClusterReport, items: Sequence[TextItem] = ()) -> d
             return []
         first = [r.item.id for r in cluster.representatives]
         rest = sorted(set(cluster.member_ids) - set(first))
-        return [_place_dict(by_id[i]) for i in (*first, *rest)]
+        return [_item_dict(by_id[i], show) for i in (*first, *rest)]
 
     return {
         "settings": asdict(report.settings),
@@ -397,7 +412,8 @@ def clusters_as_dict(report: ClusterReport, items: Sequence[TextItem] = ()) -> d
                 "size": c.size,
                 "cohesion": c.cohesion,
                 "representatives": [
-                    {**_item_dict(r.item), "similarity": r.similarity} for r in c.representatives
+                    {**_item_dict(r.item, show), "similarity": r.similarity}
+                    for r in c.representatives
                 ],
                 "member_ids": list(c.member_ids),
                 **({"members": members(c)} if by_id else {}),

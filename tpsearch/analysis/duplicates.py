@@ -33,16 +33,19 @@ METHODS: tuple[str, ...] = get_args(DedupeMethod)
 KEEPER_RULES: tuple[str, ...] = get_args(KeeperRule)
 
 # Names that say "I am a copy": `notes copy.md`, `notes - Copy (2).md`, `Copy of notes.md`,
-# `notes (1).md`, `notes_backup.md`, `backup/notes.md`, `notes.md.bak`, `notes.md~`; not names
-# that merely contain such a word (`copy-paste.md`, `backup-strategy.md`).
-_EXT = r"(?:\.[^./]*)?$"  # an optional extension, then the end of the name
+# `notes (1).md`, `notes_backup.md`, `backup/notes.md`, `Docs - Copy/notes.md`, `notes.md.bak`,
+# `notes.md~`; not names that merely contain such a word (`copy-paste.md`, `copyright.md`,
+# `backup-strategy.md`, `database-backup.md`).
+_END = r"(?:(?:\.[^/]*)?$|/)"  # then extensions (even .tar.gz) and the end, or a folder's end
+_NUMBER = r"(?:[\s_-]*\(?\d+\)?)?"  # "copy 2", "copy (2)", "copy2"
 _COPY_NAME = re.compile(
     r"(?i)("
-    rf"[\s._-](?:copy|bak|orig|backup)(?:[\s_-]*\(?\d+\)?)?{_EXT}"
+    rf"[\s._-]copy{_NUMBER}{_END}"
+    rf"|[\s._](?:bak|orig|backup){_NUMBER}{_END}"
     r"|(?:^|/)copy[\s_-]of[\s_-]"
-    rf"|\(\d+\){_EXT}"
+    rf"|\(\d+\){_END}"
     r"|(?:^|/)backups?/"
-    r"|\.(?:bak|orig)$|~$"
+    r"|~$"
     r")"
 )
 
@@ -139,16 +142,21 @@ class DedupeReport:
         return {kind: sum(g.kind == kind for g in self.groups) for kind in KINDS}
 
 
-_MIN_PAIR_BUDGET = 1_000_000
-_PAIRS_PER_ITEM = 20
+# Pairs a method may find (counted as found, before repeats are merged) before it stops:
+# about 200 MB of pairs at the floor. Thousands of near-copies of one boilerplate passage stay
+# well under it; a threshold at which most texts of a topic pair up does not.
+_MIN_PAIR_BUDGET = 10_000_000
+_PAIRS_PER_ITEM = 50
 
 
 def _too_many(method: str, threshold: float, limit: int, items: int) -> ConfigError:
     default = getattr(DedupeSettings(), f"{method}_threshold")
     return ConfigError(
-        f"the {method} threshold {threshold} links more than {limit:,} pairs among {items:,} "
-        f"items: at that level texts share a topic, they are not duplicates; raise "
-        f"--{method}-threshold (default {default})"
+        f"the {method} method found more than {limit:,} similar pairs among {items:,} items "
+        f"at threshold {threshold} and stopped before they fill the memory: so many pairs come "
+        f"from a threshold too low for this collection (raise --{method}-threshold; default "
+        f"{default}) or from a passage repeated in very many files (try --level file, or a "
+        "higher --min-words)"
     )
 
 

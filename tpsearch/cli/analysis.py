@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -53,11 +54,20 @@ def dedupe_command(
         semantic_threshold=semantic,
     )
     with Collection.locate(Path.cwd(), index_dir) as collection:
-        report = collection.dedupe(level, settings, paths_from=Path.cwd())  # type: ignore[arg-type]
+        report = collection.dedupe(level, settings)  # type: ignore[arg-type]
+        show = shown_from_here(collection.root)
     if as_json:
-        typer.echo(json.dumps(duplicates_as_dict(report), indent=2))
+        typer.echo(json.dumps(duplicates_as_dict(report, show), indent=2))
     else:
-        stdout.print(duplicates_renderable(report, level))  # type: ignore[arg-type]
+        stdout.print(duplicates_renderable(report, level, show=show))  # type: ignore[arg-type]
+
+
+def shown_from_here(root: Path) -> Callable[[str], str]:
+    """A stored path as this folder sees it: relative when below it, else absolute (as query)."""
+    from tpsearch.sources import where
+
+    cwd = Path.cwd()
+    return lambda rel: where(root, rel, cwd)[1]
 
 
 def dedupe_thresholds(
@@ -106,17 +116,13 @@ def cluster_command(
     if plot is not None:
         check_plot_path(plot)  # before the work, not after it
     with Collection.locate(Path.cwd(), index_dir) as collection:
-        outcome = collection.cluster(
-            level,  # type: ignore[arg-type]
-            settings,
-            with_map=plot is not None,
-            paths_from=Path.cwd(),
-        )
+        outcome = collection.cluster(level, settings, with_map=plot is not None)  # type: ignore[arg-type]
+        show = shown_from_here(collection.root)
     if plot is not None and outcome.projection is not None:
         plot_cluster_map(outcome.projection, outcome.report, plot)
     if as_json:
-        typer.echo(json.dumps(clusters_as_dict(outcome.report, outcome.items), indent=2))
+        typer.echo(json.dumps(clusters_as_dict(outcome.report, outcome.items, show), indent=2))
     else:
-        stdout.print(clusters_renderable(outcome.report))
+        stdout.print(clusters_renderable(outcome.report, show))
     if plot is not None:
         stderr.print(f"map written to {plot}")
