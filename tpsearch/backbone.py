@@ -13,6 +13,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -66,11 +67,11 @@ class Backbone:
     device: torch.device
     dtype: torch.dtype  # dtype of the hidden states
 
-    @property
+    @cached_property
     def layers(self) -> nn.ModuleList:
         return cast("nn.ModuleList", _attribute(self.model, decoder_layout(self.model)[0]))
 
-    @property
+    @cached_property
     def final_norm(self) -> nn.Module:
         return cast("nn.Module", _attribute(self.model, decoder_layout(self.model)[1]))
 
@@ -85,6 +86,15 @@ class Backbone:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @cached_property
+    def cache_argument(self) -> str:
+        """The name `forward` takes a KV cache under: `cache` in newer transformers releases,
+        where `past_key_values` is deprecated (and goes in 5.40); `past_key_values` before."""
+        import inspect
+
+        parameters = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
 
     def weight_bytes(self) -> int:
         """Bytes held by parameters and buffers (quantized weights count at their packed size)."""

@@ -48,8 +48,8 @@ class HeadCache:
                     inputs_embeds=backbone.embed_tokens(tokens),
                     attention_mask=torch.ones_like(tokens),
                     position_ids=torch.arange(len(ids), device=backbone.device)[None],
-                    past_key_values=cache,
                     use_cache=True,
+                    **{backbone.cache_argument: cache},
                 )
             except ExitReached:
                 pass

@@ -272,8 +272,8 @@ class TPEncoder:
                     inputs_embeds=hidden,
                     attention_mask=mask,
                     position_ids=inputs.position_ids.to(device),
-                    past_key_values=cache,
                     use_cache=cache is not None,
+                    **{bb.cache_argument: cache},
                 )
             except ExitReached:
                 pass
