@@ -13,6 +13,8 @@ POINT is where the process kills itself, with no chance to clean up:
   cleared         --reembed: inside the transaction that drops the vectors
   migrate         inside the transaction of the last schema step (creating or upgrading)
   none            not at all (the run completes)
+  sigint          not at all, but print "embedding" after the first group of vectors is
+                  committed, for the parent to send SIGINT (Ctrl-C) while the run is busy
 DELAY (seconds, default 0) slows each encode call, for the parent to kill at random times.
 With `reembed`, the run is `tpsearch index --reembed`.
 """
@@ -60,6 +62,8 @@ def main(root: Path, point: str, delay: float, reembed: bool) -> None:
                 self.seen[phase] += 1
                 if kind == phase and self.seen[phase] == target:
                     die()
+                if kind == "sigint" and phase == "embed" and self.seen[phase] == 1:
+                    print("embedding", flush=True)
 
         def finish(self, phase: str) -> None:
             pass

@@ -232,6 +232,24 @@ def test_an_uninterrupted_driver_run_matches_the_clean_index(
         assert_complete(col, clean)
 
 
+def test_ctrl_c_of_a_real_run_keeps_what_was_committed(tmp_path: Path, clean: Contents) -> None:
+    """SIGINT, as Ctrl-C sends it, while a real process embeds on its worker thread: the run
+    stops, is recorded as interrupted, leaves the collection consistent, and the next run
+    completes it."""
+    before = indexed_then_edited(tmp_path)
+    process = run_driver(tmp_path, "sigint", delay=0.2)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "embedding"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert "completed" not in out and "KeyboardInterrupt" in err
+    with Collection.open(tmp_path / ".tpsearch") as col:
+        assert_consistent(col, before, clean)
+        assert col.store.last_run()["status"] == "interrupted"  # type: ignore[index]
+        assert col.index(encoder_factory=using(ENCODER)).pending == 0
+        assert_complete(col, clean)
+
+
 @pytest.mark.slow
 def test_killed_at_random_moments_again_and_again(tmp_path: Path, clean: Contents) -> None:
     """Edits between runs keep each run busy; kills land wherever they land."""
