@@ -699,6 +699,8 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(
     }
     again = col.index(encoder_factory=hashing())
     assert again.unchanged == 3 and col.status().skipped["unreadable"] == 2
+    with pytest.raises(ConfigError, match="not valid UTF-8"):  # named on the command line
+        col.index([Path(os.fsdecode(latin1))], encoder_factory=hashing())
 
 
 def test_an_invalid_line_in_an_ignore_file_is_passed_over_as_git_does(
@@ -719,4 +721,29 @@ def test_a_collection_folder_inside_the_indexed_tree_is_left_out(
         again = col.index(encoder_factory=hashing())
         assert again.unchanged == 3 and again.new == 0
         inside = [s for s in again.skips if "search-index" in s.rel]
-        assert [(s.rel, s.reason) for s in inside] == [("search-index/", "vcs")]
+        assert [(s.rel, s.reason) for s in inside] == [("search-index/", "collection")]
+
+
+def test_a_rerun_without_changes_does_not_load_the_vector_file(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a million vectors the file is gigabytes: a run that changed nothing leaves it alone;
+    one that changed something, or finds the file replaced, brings it in step."""
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=hashing())
+    loads: list[Path] = []
+    real_load = VectorIndex.load
+    monkeypatch.setattr(VectorIndex, "load", lambda path: loads.append(path) or real_load(path))
+    with Collection.open(tmp_path / ".tpsearch", write=True) as col:  # as a new process would
+        assert col.index(encoder_factory=hashing()).unchanged == 3
+        assert loads == []
+        edit(docs / "notes.txt", "New notes about kites and wind.\n")
+        col.index(encoder_factory=hashing())
+        assert len(loads) == 1 and saved_ids(col) == chunk_ids(col)
+    with Collection.open(tmp_path / ".tpsearch", write=True) as col:
+        loads.clear()
+        col.index(encoder_factory=hashing())
+        assert loads == []
+        col.vectors_path().write_bytes(b"damaged")
+        col.index(encoder_factory=hashing())
+        assert saved_ids(col) == chunk_ids(col)  # noticed and rebuilt

@@ -36,15 +36,20 @@ SUFFIX_FORMATS: dict[str, Format] = {
 
 # Bump whenever the same settings would cut different chunks. 2: words over the budget are cut
 # within it, a lone CR ends a line, a setext underline makes only the line above it a heading.
-# 3: a character of Chinese, Japanese, Korean or Thai counts as a token (was a quarter).
+# 3: a character of Chinese, Japanese, Korean, Thai, ... counts as a token (was a quarter).
 CHUNKER_VERSION = 3
 LAST_POOLING_TOKENS = 160  # last-token pooling is weak on long texts: keep chunks short
 MEAN_POOLING_TOKENS = 384
 PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_length
 
 # Scripts written without spaces, where a BPE vocabulary spends about a token per character:
-# Thai, kana, CJK ideographs, Hangul.
-_DENSE = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# Thai, Lao, Myanmar, Hangul Jamo, Khmer, kana, Hangul compatibility Jamo, CJK ideographs
+# (with extension A and the supplementary planes), Hangul syllables, half-width katakana.
+_DENSE = (
+    "\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\u3130-\u318f"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0003134f"
+)
 # One token per character of those scripts; one per started 4 characters of any other word
 # ([^\W...]{1,4} matches ceil(len / 4) times in a word); one per punctuation mark.
 TOKEN_PIECE = re.compile(rf"[{_DENSE}]|[^\W{_DENSE}]{{1,4}}|[^\w\s]")

@@ -29,7 +29,14 @@ from tpsearch.embedding import Embedder
 from tpsearch.errors import CollectionError, ConfigError, TpsearchError
 from tpsearch.locking import WriterLock
 from tpsearch.scanning import forget_sources, now, scan_sources
-from tpsearch.sources import ScanSettings, Skip, check_patterns, iter_sources, relative_to_root
+from tpsearch.sources import (
+    ScanSettings,
+    Skip,
+    check_name,
+    check_patterns,
+    iter_sources,
+    relative_to_root,
+)
 from tpsearch.vector_settings import storable
 
 if TYPE_CHECKING:
@@ -135,6 +142,7 @@ def check_arguments(paths: Sequence[Path] | None, batch_size: int) -> list[Path]
     for path in paths:
         if not path.exists():
             raise ConfigError(f"no such file or folder: {path}")
+        check_name(str(path))  # as given: SQLite could not store it
     return list(iter_sources(list(paths)))
 
 
@@ -295,10 +303,11 @@ def _save_vectors(col: Collection, progress: Progress) -> None:
     dim = col.store.get_meta("dim")
     if dim is None:
         return
-    progress.start("vectors", None)
-    with col.store.snapshot():
-        col.vectors.in_step(dim)
-    col.vectors.save()
+    if not col.vectors.saved_in_step():  # else a run that changed nothing: no file to load
+        progress.start("vectors", None)
+        with col.store.snapshot():
+            col.vectors.in_step(dim)
+        col.vectors.save()
     current = col.vectors_path()
     for stale in col.folder.glob("vectors-*.faiss*"):  # older epochs, temp files of dead runs
         if stale != current:

@@ -21,6 +21,8 @@ from tpsearch.sources import compile_patterns
 from tpsearch.vector_settings import check_same_vectors
 
 if TYPE_CHECKING:
+    from pathspec import PathSpec
+
     from tpsearch.collection import Collection, EncoderFactory
     from tpsearch.store import Store
 
@@ -154,8 +156,7 @@ def run_query(
         raise ConfigError(f"-k must be at least 1, got {k}")
     if not text.strip():
         raise ConfigError("the query is empty: give some words to search for")
-    if path:
-        compile_patterns([path], "path")  # a bad pattern fails before the model loads
+    selected = compile_patterns([path], "path") if path else None  # fails before the model
     notices: list[str] = []
     used = cast(Mode, mode)
     vector, fingerprint = None, None
@@ -175,7 +176,7 @@ def run_query(
                 "--reembed`?): showing keyword (BM25) results only; run the query again"
             )
             vector, used = None, "lexical"
-        file_ids = _matching_files(store, path) if path else None
+        file_ids = _matching_files(store, selected) if selected is not None else None
         lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
         semantic = _semantic(col, vector, pool, file_ids) if vector is not None else []
         if used == "hybrid":
@@ -249,9 +250,8 @@ def _vectors_still_of(store: Store, fingerprint: str | None, dim: int) -> bool:
     return stored == fingerprint and store.get_meta("dim") == dim and store.has_vectors()
 
 
-def _matching_files(store: Store, pattern: str) -> list[int]:
+def _matching_files(store: Store, spec: PathSpec) -> list[int]:
     """Ids of files whose root-relative path matches a gitignore-style pattern."""
-    spec = compile_patterns([pattern], "path")
     return [file_id for path, file_id in store.file_ids().items() if spec.match_file(path)]
 
 

@@ -26,7 +26,8 @@ SkipReason = Literal[
     "ignored",  # a .gitignore or .tpsearchignore rule
     "excluded",  # --exclude, not matching --include, or a default exclude
     "hidden",  # a name starting with "."
-    "vcs",  # .git, .hg, .svn, ...; and the collection's own folder
+    "vcs",  # .git, .hg, .svn, ...
+    "collection",  # the collection's own folder (--index DIR inside the tree)
     "symlink-loop",  # a link back to a folder being walked, or to one walked already
     "symlink-outside",  # a link to something outside the folder being indexed
     "symlink-duplicate",  # a link to a file taken already (by its real path, or another link)
@@ -298,6 +299,7 @@ def walk(
         WalkResult(),
     )
     source_rel = relative_to_root(source, root)
+    check_name(source_rel)
     if not source.is_dir():
         _consider_file(state, source, source_rel, explicit=True)
         return state.result
@@ -326,7 +328,7 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
         state.skip(rel_folder + "/", "unreadable", _reason(error))
         return
     if (info.st_dev, info.st_ino) == state.own:
-        state.skip(rel_folder + "/", "vcs", "the collection's own folder")
+        state.skip(rel_folder + "/", "collection", "tpsearch's own folder")
         return
     if (info.st_dev, info.st_ino) in state.visited:
         state.skip(rel_folder + "/", "symlink-loop", "a folder already walked")
@@ -362,6 +364,13 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
             state.linked_files.append((path, rel))
         else:
             _consider_file(state, path, rel)
+
+
+def check_name(path: str) -> None:
+    """ConfigError for a path that SQLite cannot store: one that is not valid UTF-8."""
+    if not _utf8(path):
+        printable = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ConfigError(f"cannot index {printable}: its name is not valid UTF-8; rename it")
 
 
 def _utf8(name: str) -> bool:

@@ -281,6 +281,15 @@ class Store:
         sql = f"SELECT chunk_id FROM vectors WHERE chunk_id IN ({marks})"
         return set(ids) - {row[0] for row in self.db.conn.execute(sql, list(ids))}
 
+    def vector_digest(self) -> list[int]:
+        """[count, highest chunk id] of the stored vectors. Chunk ids are never reused, so two
+        states with the same digest hold the same set of vectors (a vector added since has a
+        higher id; one removed lowers the count unless another was added)."""
+        row = self.db.conn.execute(
+            "SELECT count(*), coalesce(max(chunk_id), 0) FROM vectors"
+        ).fetchone()
+        return [int(row[0]), int(row[1])]
+
     def has_vectors(self) -> bool:
         return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM vectors)").fetchone()[0])
 

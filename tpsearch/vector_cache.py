@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,12 @@ def _stamp(path: Path) -> tuple[str, int, int] | None:
     except OSError:
         return None
     return path.name, info.st_mtime_ns, info.st_size
+
+
+def _file_record(stamp: tuple[str, int, int] | None, held: np.ndarray) -> dict[str, list[Any]]:
+    """What `saved_in_step` compares: the file's stamp and the digest of the ids it holds."""
+    top = int(held.max()) if len(held) else 0
+    return {"stamp": list(stamp or ()), "holds": [len(held), top]}
 
 
 @dataclass(frozen=True)
@@ -105,19 +112,32 @@ class VectorCache:
         return self._index
 
     def save(self) -> None:
-        """Write the index if the file on disk differs from it (writers only)."""
+        """Write the index if the file on disk differs from it (writers only; call right after
+        `in_step`), and record what the file holds for `saved_in_step`."""
         path = self.path()
         index = self._index
-        if index is None or not (
-            self._unsaved_changes or _stamp(path) != self._stamp or not path.exists()
-        ):
+        if index is None:
             return
-        started = time.monotonic()
-        self.store.set_meta_durably(vector_index=index.describe())  # first: see the docstring
-        index.save(path)
-        self._stamp, self._unsaved_changes = _stamp(path), False
-        self._saved_at = time.monotonic()
-        self._save_seconds = self._saved_at - started
+        if self._unsaved_changes or _stamp(path) != self._stamp or not path.exists():
+            started = time.monotonic()
+            self.store.set_meta_durably(vector_index=index.describe())  # first: see docstring
+            index.save(path)
+            self._stamp, self._unsaved_changes = _stamp(path), False
+            self._saved_at = time.monotonic()
+            self._save_seconds = self._saved_at - started
+        record = _file_record(self._stamp, self._held_ids())
+        if self.store.get_meta("vector_file") != record:
+            self.store.set_meta(vector_file=record)
+
+    def saved_in_step(self) -> bool:
+        """Whether the saved file is known to hold exactly the vectors SQLite holds, without
+        loading it: the file is the one last saved (same name, mtime, size), and the stored
+        vectors have the digest they had then (see `Store.vector_digest`)."""
+        record = self.store.get_meta("vector_file")
+        stamp = _stamp(self.path())
+        if record is None or stamp is None:
+            return False
+        return bool(record == {"stamp": list(stamp), "holds": self.store.vector_digest()})
 
     def save_if_due(self) -> None:
         """Save during a long run, so that readers have little to add to the saved index:
