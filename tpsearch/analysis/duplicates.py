@@ -13,7 +13,8 @@ acts on.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -149,6 +150,15 @@ _MIN_PAIR_BUDGET = 10_000_000
 _PAIRS_PER_ITEM = 50
 
 
+@contextmanager
+def _within(limit: int, method: str, threshold: float, items: int) -> Iterator[None]:
+    """A pair finder's TooManyPairs as the ConfigError a user can act on."""
+    try:
+        yield
+    except TooManyPairs:
+        raise _too_many(method, threshold, limit, items) from None
+
+
 def _too_many(method: str, threshold: float, limit: int, items: int) -> ConfigError:
     default = getattr(DedupeSettings(), f"{method}_threshold")
     return ConfigError(
@@ -183,11 +193,9 @@ def find_duplicates(
     if "exact" in kinds:
         identities = [item.identity(settings.whitespace) for item in compared]
         evidence.append(("exact", exact_pairs(identities, whitespace=False)))
-    # Duplicates are rare: a threshold that links far more pairs than there are items is
-    # finding shared topics, and would fill the memory with pairs at 100k items.
     max_pairs = max(_MIN_PAIR_BUDGET, _PAIRS_PER_ITEM * len(compared))
     if "lexical" in kinds:
-        try:
+        with _within(max_pairs, "lexical", settings.lexical_threshold, len(compared)):
             found = lexical_pairs(
                 texts,
                 settings.lexical_threshold,
@@ -196,10 +204,6 @@ def find_duplicates(
                 seed=settings.seed,
                 max_pairs=max_pairs,
             )
-        except TooManyPairs:
-            raise _too_many(
-                "lexical", settings.lexical_threshold, max_pairs, len(compared)
-            ) from None
         evidence.append(("lexical", found))
     unembedded = 0
     if "semantic" in kinds:
@@ -207,17 +211,13 @@ def find_duplicates(
         vector_rows = embeddings.rows_for([item.id for item in compared])
         embedded = np.flatnonzero(vector_rows >= 0)
         unembedded = len(compared) - len(embedded)
-        try:
+        with _within(max_pairs, "semantic", settings.semantic_threshold, len(embedded)):
             found = semantic_pairs(
                 embeddings.vectors_at(vector_rows[embedded]),
                 settings.semantic_threshold,
                 seed=settings.seed,
                 max_pairs=max_pairs,
             )
-        except TooManyPairs:
-            raise _too_many(
-                "semantic", settings.semantic_threshold, max_pairs, len(embedded)
-            ) from None
         evidence.append(("semantic", found.through(embedded)))
 
     evidence = [(kind, _without_overlaps(pairs, compared)) for kind, pairs in evidence]
