@@ -322,8 +322,8 @@ class Collection:
     # --- checks ------------------------------------------------------------------------------
 
     def check(self) -> Check:
-        """Every invariant of the database (the FAISS file needs no check: it is compared with
-        SQLite by id whenever it is used). Reads everything.
+        """Every invariant of the database (the FAISS file needs no check: a query compares it
+        with SQLite by id, and searches exactly what it lacks or cannot read). Reads everything.
 
         FTS5 checks its index with an INSERT: that part runs outside any snapshot, under the
         writer lock, and is reported as not checked while another process writes.
