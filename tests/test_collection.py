@@ -747,3 +747,32 @@ def test_a_rerun_without_changes_does_not_load_the_vector_file(
         col.vectors_path().write_bytes(b"damaged")
         col.index(encoder_factory=hashing())
         assert saved_ids(col) == chunk_ids(col)  # noticed and rebuilt
+
+
+def test_chunks_are_encoded_in_groups_of_similar_length(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Less padding: pending chunks are regrouped by length before encoding (each group is
+    still one encode call and one transaction), and every chunk gets its vector once."""
+    import tpsearch.embedding as embedding
+
+    for n in range(12):  # short and long files, interleaved in id order
+        edit(docs / f"extra{n:02}.md", ("# T\n\n" + "word " * (5 + 60 * (n % 2))) + "\n")
+    with pytest.raises(ModelLoadError):  # everything scanned and pending: one window below
+        col.index([docs], encoder_factory=failing_to_load)
+    encoder = HashingEncoder()
+    calls: list[list[int]] = []
+    real = encoder.encode
+
+    def encode(texts, batch_size=32):  # type: ignore[no-untyped-def]
+        calls.append([len(t) for t in texts])
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(encoder, "encode", encode)
+    monkeypatch.setattr(embedding, "WINDOW_GROUPS", 8)
+    col.index(encoder_factory=using(encoder), batch_size=1)  # groups of 8, a window of 64
+    lengths = [n for call in calls for n in call]
+    assert len(calls) > 1 and len(lengths) <= 64
+    assert lengths == sorted(lengths, reverse=True)  # the longest first, group after group
+    counts = col.store.counts()
+    assert counts["pending"] == 0 and counts["embedded"] == len(lengths) == counts["chunks"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,18 @@ if TYPE_CHECKING:
     from tpsearch.indexing import IndexSummary, Progress
 
 POLL_SECONDS = 0.05  # how often an idle worker looks for newly committed chunks
+
+
+# Pending chunks are read this many groups at a time and regrouped by length: batches of
+# similar lengths waste less on padding (fastapi-docs: 3% padding instead of 9% for groups in
+# file order), while a group stays the unit of a transaction and of a Ctrl-C's wait.
+WINDOW_GROUPS = 4
+
+
+def by_length(rows: Sequence[tuple[int, str, str]], size: int) -> list[list[tuple[int, str, str]]]:
+    """(id, heading, text) rows in groups of `size`, longest first."""
+    ordered = sorted(rows, key=lambda row: len(row[1]) + len(row[2]), reverse=True)
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
 class Embedder:
@@ -96,7 +108,7 @@ class Embedder:
             last, upto, older_left = self.first_new - 1, None, True
             while not self.stop.is_set():
                 done = self.scan_done.is_set()  # before reading: nothing committed is missed
-                rows = reader.pending(last, self.group, upto)
+                rows = reader.pending(last, self.group * WINDOW_GROUPS, upto)
                 if not rows:
                     if not done:
                         self.wake.wait(POLL_SECONDS)
@@ -112,12 +124,15 @@ class Embedder:
                     self._put("loaded", encoder)
                     if self.stop.is_set():  # Ctrl-C or an error while it loaded: encode nothing
                         break
-                ids = [row[0] for row in rows]
-                texts = [embedding_text(heading, text) for _, heading, text in rows]
-                vectors = encoder.encode(texts, self.batch_size)
-                stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
-                self._put("vectors", (ids, vectors, getattr(stats, "truncated", 0)))
-                last = ids[-1]
+                for group in by_length(rows, self.group):
+                    if self.stop.is_set():
+                        break
+                    ids = [row[0] for row in group]
+                    texts = [embedding_text(heading, text) for _, heading, text in group]
+                    vectors = encoder.encode(texts, self.batch_size)
+                    stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
+                    self._put("vectors", (ids, vectors, getattr(stats, "truncated", 0)))
+                last = rows[-1][0]
         except BaseException as error:  # reported to, and raised in, the calling thread
             self._put("error", error)
         finally:
