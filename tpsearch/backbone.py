@@ -68,12 +68,16 @@ class Backbone:
     dtype: torch.dtype  # dtype of the hidden states
 
     @cached_property
+    def _layout(self) -> tuple[str, str]:
+        return decoder_layout(self.model)
+
+    @cached_property
     def layers(self) -> nn.ModuleList:
-        return cast("nn.ModuleList", _attribute(self.model, decoder_layout(self.model)[0]))
+        return cast("nn.ModuleList", _attribute(self.model, self._layout[0]))
 
     @cached_property
     def final_norm(self) -> nn.Module:
-        return cast("nn.Module", _attribute(self.model, decoder_layout(self.model)[1]))
+        return cast("nn.Module", _attribute(self.model, self._layout[1]))
 
     @property
     def embed_tokens(self) -> nn.Module:

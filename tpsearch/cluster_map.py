@@ -81,20 +81,19 @@ def plot_cluster_map(
         # centres get numbers and the legend beside the map has the words.
         palette = _palette(report.k)
         handles = []
+        labelled = report.k <= _LABELS_AT_CENTRES
         for cluster in report.clusters:
             x, y = projection.centres[cluster.index]
             number = str(cluster.index + 1)
             axes.annotate(
-                f"{number} {cluster.label}" if report.k <= _LABELS_AT_CENTRES else number,
+                f"{number} {cluster.label}" if labelled else number,
                 (x, y),
                 ha="center",
                 va="center",
                 fontsize=8,
                 fontweight="bold",
                 bbox={
-                    "boxstyle": "round,pad=0.2"
-                    if report.k <= _LABELS_AT_CENTRES
-                    else "circle,pad=0.2",
+                    "boxstyle": "round,pad=0.2" if labelled else "circle,pad=0.2",
                     "facecolor": "white",
                     "alpha": 0.8,
                 },

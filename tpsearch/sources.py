@@ -344,8 +344,7 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
             is_dir = False
         shown = rel + "/" if is_dir else rel
         if not _utf8(entry.name):  # SQLite stores text as UTF-8: such a path cannot be kept
-            printable = os.fsencode(shown).decode("utf-8", "backslashreplace")
-            state.skip(printable, "unreadable", "its name is not valid UTF-8: rename it")
+            state.skip(_printable(shown), "unreadable", "its name is not valid UTF-8: rename it")
         elif is_dir and entry.name in VCS_DIRS:
             state.skip(shown, "vcs")
         elif entry.name.startswith("."):
@@ -369,8 +368,14 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
 def check_name(path: str) -> None:
     """ConfigError for a path that SQLite cannot store: one that is not valid UTF-8."""
     if not _utf8(path):
-        printable = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise ConfigError(f"cannot index {printable}: its name is not valid UTF-8; rename it")
+        raise ConfigError(
+            f"cannot index {_printable(path)}: its name is not valid UTF-8; rename it"
+        )
+
+
+def _printable(name: str) -> str:
+    """A name that is not valid UTF-8 with its odd bytes written as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _utf8(name: str) -> bool:
