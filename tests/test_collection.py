@@ -776,3 +776,26 @@ def test_chunks_are_encoded_in_groups_of_similar_length(
     assert lengths == sorted(lengths, reverse=True)  # the longest first, group after group
     counts = col.store.counts()
     assert counts["pending"] == 0 and counts["embedded"] == len(lengths) == counts["chunks"]
+
+
+def test_a_quick_scan_is_encoded_in_full_windows_not_file_by_file(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker waits (briefly) for the scan to fill a window instead of encoding the first
+    file's chunks alone: one length-sorted group here, so batches of similar lengths."""
+    for n in range(40):  # short and long files, interleaved
+        edit(docs / f"extra{n:02}.md", ("# T\n\n" + "word " * (5 + 60 * (n % 2))) + "\n")
+    encoder = HashingEncoder()
+    calls: list[list[int]] = []
+    real = encoder.encode
+
+    def encode(texts, batch_size=32):  # type: ignore[no-untyped-def]
+        calls.append([len(t) for t in texts])
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(encoder, "encode", encode)
+    summary = col.index([docs], encoder_factory=using(encoder), batch_size=32)  # groups of 256
+    chunks = col.store.counts()["chunks"]
+    assert 40 < chunks <= 256 and summary.embedded == chunks
+    assert len(calls) == 1, [len(call) for call in calls]  # not the first file's chunks alone
+    assert calls[0] == sorted(calls[0], reverse=True)

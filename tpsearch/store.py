@@ -250,6 +250,17 @@ class Store:
             [after, upto if upto is not None else 2**62, limit],
         )
 
+    def pending_count(self, after: int, limit: int, upto: int | None = None) -> int:
+        """How many chunks `pending` would give (reads no text)."""
+        return int(
+            self.query(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks c LEFT JOIN vectors v"
+                " ON v.chunk_id = c.id WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ?"
+                " LIMIT ?)",
+                [after, upto if upto is not None else 2**62, limit],
+            )[0][0]
+        )
+
     def next_chunk_id(self) -> int:
         """A lower bound of the ids chunks inserted from now on will get (never reused)."""
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
