@@ -5,10 +5,10 @@
 
 Measured in one run, on a copy of the corpus in a temporary folder:
   1. end to end: a fresh `Collection.index` (walk, read, chunk, SQLite + FTS5, encode, FAISS);
-  2. the encoder alone on the same chunks, in one `encode` call (one global sort by length).
-1 and 2 alternate (--rounds, each on a fresh collection), 2 first and last: this machine's speed
-drifts by 10-15% within minutes, so the best time of each is compared, and each end-to-end run
-is also compared with the encoder runs just before and after it;
+  2. the encoder alone on the same chunks, in one `encode` call (one global sort by length);
+     1 and 2 alternate (--rounds, each 1 on a fresh collection), 2 first and last: this
+     machine's speed drifts by 10-15% within minutes, so the best time of each is compared,
+     and each end-to-end run also with the encoder runs just before and after it;
   3. a no-change re-run, in process and as a real `python -m tpsearch index` process.
 The model is loaded once, before 1, and its load time is reported apart: both throughputs are
 for encoding, not loading. Ratios printed: throughput (target >= 0.90), re-run (target < 0.05).
@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--limit-files", type=int, default=None, help="only the first N .md")
     parser.add_argument("--rounds", type=int, default=2, help="end-to-end runs (>= 1)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="tpsearch-bench-") as tmp:
         workdir = Path(tmp)

@@ -749,6 +749,19 @@ def test_a_rerun_without_changes_does_not_load_the_vector_file(
         assert saved_ids(col) == chunk_ids(col)  # noticed and rebuilt
 
 
+def record_calls(encoder: HashingEncoder, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Each `encode` call's text lengths, in call order."""
+    calls: list[list[int]] = []
+    real = encoder.encode
+
+    def encode(texts, batch_size=32):  # type: ignore[no-untyped-def]
+        calls.append([len(t) for t in texts])
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(encoder, "encode", encode)
+    return calls
+
+
 def test_chunks_are_encoded_in_groups_of_similar_length(
     col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -761,14 +774,7 @@ def test_chunks_are_encoded_in_groups_of_similar_length(
     with pytest.raises(ModelLoadError):  # everything scanned and pending: one window below
         col.index([docs], encoder_factory=failing_to_load)
     encoder = HashingEncoder()
-    calls: list[list[int]] = []
-    real = encoder.encode
-
-    def encode(texts, batch_size=32):  # type: ignore[no-untyped-def]
-        calls.append([len(t) for t in texts])
-        return real(texts, batch_size)
-
-    monkeypatch.setattr(encoder, "encode", encode)
+    calls = record_calls(encoder, monkeypatch)
     monkeypatch.setattr(embedding, "WINDOW_GROUPS", 8)
     col.index(encoder_factory=using(encoder), batch_size=1)  # groups of 8, a window of 64
     lengths = [n for call in calls for n in call]
@@ -786,14 +792,7 @@ def test_a_quick_scan_is_encoded_in_full_windows_not_file_by_file(
     for n in range(40):  # short and long files, interleaved
         edit(docs / f"extra{n:02}.md", ("# T\n\n" + "word " * (5 + 60 * (n % 2))) + "\n")
     encoder = HashingEncoder()
-    calls: list[list[int]] = []
-    real = encoder.encode
-
-    def encode(texts, batch_size=32):  # type: ignore[no-untyped-def]
-        calls.append([len(t) for t in texts])
-        return real(texts, batch_size)
-
-    monkeypatch.setattr(encoder, "encode", encode)
+    calls = record_calls(encoder, monkeypatch)
     summary = col.index([docs], encoder_factory=using(encoder), batch_size=32)  # groups of 256
     chunks = col.store.counts()["chunks"]
     assert 40 < chunks <= 256 and summary.embedded == chunks

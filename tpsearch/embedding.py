@@ -39,7 +39,7 @@ POLL_SECONDS = 0.05  # how often an idle worker looks for newly committed chunks
 
 
 # Pending chunks are read this many groups at a time and regrouped by length: batches of
-# similar lengths waste less on padding (fastapi-docs, tokens padded beyond a global sort: 8%
+# similar lengths waste less on padding (fastapi-docs, tokens padded beyond a global sort: 9%
 # for groups in file order, 2.5% for windows of 4 groups, 0.5% for 16), while a group stays
 # the unit of a transaction and of a Ctrl-C's wait.
 WINDOW_GROUPS = 16
@@ -114,13 +114,12 @@ class Embedder:
             encoder = None
             last, upto, older_left = self.first_new - 1, None, True
             window = self.group * WINDOW_GROUPS
-            first_seen: float | None = None  # when the first pending chunk was read
+            fill_until = 0.0  # until then, the scan may fill the first window (monotonic)
             while not self.stop.is_set():
                 done = self.scan_done.is_set()  # before reading: nothing committed is missed
-                patient = first_seen is not None and not done and encoder is not None
                 if (
-                    patient  # the first window: let the scan fill it, for a while
-                    and time.monotonic() - first_seen < PATIENCE_SECONDS  # type: ignore[operator]
+                    not done
+                    and time.monotonic() < fill_until
                     and reader.pending_count(last, window, upto) < window
                 ):
                     self.scan_done.wait(POLL_SECONDS)
@@ -136,7 +135,7 @@ class Embedder:
                     last, upto, older_left = 0, self.first_new - 1, False
                     continue
                 if encoder is None:
-                    first_seen = time.monotonic()  # loading counts as waiting
+                    fill_until = time.monotonic() + PATIENCE_SECONDS  # loading counts
                     self._put("loading", None)
                     encoder = self.col.encoder(self.settings, self.factory)
                     self._put("loaded", encoder)

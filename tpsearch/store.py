@@ -58,6 +58,13 @@ def vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
+# Chunks without a vector with ids in (?, ?]: what `pending` reads and `pending_count` counts.
+_PENDING = (
+    "FROM chunks c LEFT JOIN vectors v ON v.chunk_id = c.id"
+    " WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ?"
+)
+
+
 class Store:
     """One connection to a collection's database."""
 
@@ -245,21 +252,14 @@ class Store:
     ) -> list[tuple[int, str, str]]:
         """(id, heading, text) of chunks without a vector, in id order, ids in (after, upto]."""
         return self.query(
-            "SELECT c.id, c.heading, c.text FROM chunks c LEFT JOIN vectors v ON v.chunk_id = c.id"
-            " WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+            f"SELECT c.id, c.heading, c.text {_PENDING} ORDER BY c.id LIMIT ?",
             [after, upto if upto is not None else 2**62, limit],
         )
 
     def pending_count(self, after: int, limit: int, upto: int | None = None) -> int:
         """How many chunks `pending` would give (reads no text)."""
-        return int(
-            self.query(
-                "SELECT count(*) FROM (SELECT 1 FROM chunks c LEFT JOIN vectors v"
-                " ON v.chunk_id = c.id WHERE v.chunk_id IS NULL AND c.id > ? AND c.id <= ?"
-                " LIMIT ?)",
-                [after, upto if upto is not None else 2**62, limit],
-            )[0][0]
-        )
+        sql = f"SELECT count(*) FROM (SELECT 1 {_PENDING} LIMIT ?)"
+        return int(self.query(sql, [after, upto if upto is not None else 2**62, limit])[0][0])
 
     def next_chunk_id(self) -> int:
         """A lower bound of the ids chunks inserted from now on will get (never reused)."""
