@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tpsearch.vectors import VectorIndex, exact_neighbours, recall_at  # noqa: E402
+from tpsearch.collection.vector_index import VectorIndex, exact_neighbours, recall_at  # noqa: E402
 
 
 def synthetic(

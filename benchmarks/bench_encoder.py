@@ -73,7 +73,7 @@ def build_model(path: Path) -> Path:
 
 def texts_of(tokenizer: Any, count: int, tokens: int) -> list[str]:
     """`count` texts of `tokens` tokens each (cut at a token boundary), from real STS sentences."""
-    from tpsearch.evaluation import read_pairs, shipped_sts_dev
+    from tpsearch.engine.evaluation import read_pairs, shipped_sts_dev
 
     words = " ".join(read_pairs(shipped_sts_dev()).first).split()
     out = []

@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fakes import HashingEncoder  # noqa: E402
-from tpsearch.chunking import embedding_text  # noqa: E402
 from tpsearch.collection import Collection  # noqa: E402
-from tpsearch.config import EncoderSettings  # noqa: E402
-from tpsearch.encoder import Encoder, fingerprint_of, l2_normalise  # noqa: E402
+from tpsearch.collection.chunking import embedding_text  # noqa: E402
+from tpsearch.engine.encoder import Encoder, fingerprint_of, l2_normalise  # noqa: E402
+from tpsearch.engine.settings import EncoderSettings  # noqa: E402
 
 
 class StandInEncoder:
@@ -97,7 +97,7 @@ def make_encoder(args: argparse.Namespace, workdir: Path) -> Encoder:
             "num_key_value_heads": max(1, args.standin_hidden // 128),
         }
         return StandInEncoder(save_tiny_model(workdir / "standin", "qwen2", **shape))
-    from tpsearch.token_prepending import TPEncoder
+    from tpsearch.engine.token_prepending import TPEncoder
 
     settings = EncoderSettings().with_overrides(
         model=args.model, precision=args.precision, device=args.device

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tpsearch.collection import Collection  # noqa: E402
-from tpsearch.encoder import fingerprint_of, l2_normalise  # noqa: E402
+from tpsearch.engine.encoder import fingerprint_of, l2_normalise  # noqa: E402
 
 SECTIONS_PER_FILE = 50
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.fakes import HashingEncoder
-from tpsearch.config import EncoderSettings
-from tpsearch.encoder import Encoder
+from tpsearch.engine.encoder import Encoder
+from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import ModelLoadError
 
 GUIDE = """# Installation guide

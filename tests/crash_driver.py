@@ -32,7 +32,7 @@ import numpy as np
 
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection
-from tpsearch.store import Store
+from tpsearch.collection.store import Store
 
 
 def die() -> None:
@@ -83,7 +83,7 @@ def main(root: Path, point: str, delay: float, reembed: bool) -> None:
 
         Store.replace_file = replace_file  # type: ignore[method-assign]
     if kind in ("faiss-write", "faiss-renamed"):
-        import tpsearch.vectors as vectors
+        import tpsearch.collection.vector_index as vectors
 
         real_replace = os.replace
 
@@ -96,7 +96,7 @@ def main(root: Path, point: str, delay: float, reembed: bool) -> None:
         vectors.os.replace = replace  # type: ignore[attr-defined]
 
     if kind == "unlinked":
-        from tpsearch.vector_cache import VectorCache
+        from tpsearch.collection.vector_cache import VectorCache
 
         VectorCache.forget = lambda self: die()  # type: ignore[method-assign]
     if kind == "cleared":
@@ -108,7 +108,7 @@ def main(root: Path, point: str, delay: float, reembed: bool) -> None:
 
         Store.clear_vectors = clear_vectors  # type: ignore[method-assign]
     if kind == "migrate":
-        from tpsearch.schema import migrations
+        from tpsearch.collection.schema import migrations
 
         step = migrations._migrations[-1]  # sqlite-utils' list of steps
         real_step = step.fn

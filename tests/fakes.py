@@ -1,7 +1,8 @@
 """A small deterministic encoder for tests where the model is beside the point.
 
 Bag of words with the hashing trick: texts that share words get similar vectors, identical
-texts get identical vectors, and nothing needs a model. It satisfies `tpsearch.encoder.Encoder`.
+texts get identical vectors, and nothing needs a model. It satisfies
+`tpsearch.engine.encoder.Encoder`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tpsearch.encoder import fingerprint_of, l2_normalise
+from tpsearch.engine.encoder import fingerprint_of, l2_normalise
 
 WORD = re.compile(r"\w+")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.tinymodels import build_tokenizer, save_tiny_model
-from tpsearch.backbone import (
+from tpsearch.engine.backbone import (
     PrecisionFallbackWarning,
     decoder_layout,
     load_backbone,
@@ -88,18 +88,18 @@ def test_a_quantized_model_does_not_keep_the_checkpoint_mapped(tmp_path: Path) -
 def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tpsearch.backbone
+    import tpsearch.engine.backbone
     from tpsearch import TPEncoder
-    from tpsearch.config import EncoderSettings
+    from tpsearch.engine.settings import EncoderSettings
 
     read_from: list[str] = []
-    load_model = tpsearch.backbone._load_model
+    load_model = tpsearch.engine.backbone._load_model
 
     def recording(source: str, *args: object) -> object:
         read_from.append(source)
         return load_model(source, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tpsearch.backbone, "_load_model", recording)
+    monkeypatch.setattr(tpsearch.engine.backbone, "_load_model", recording)
     path = save_tiny_model(tmp_path / "bf16", "qwen2", dtype="bfloat16")
     settings = EncoderSettings(
         model=str(path), precision="4bit", device="cpu", model_cache=tmp_path / "cache"

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tpsearch.chunking import (
+from tpsearch.collection.chunking import (
     ChunkSettings,
     approx_tokens,
     chunk_document,

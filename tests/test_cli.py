@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from tests.corpus import failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.cli import app
+from tpsearch.cli.render.collection import render_hits
 from tpsearch.collection import Collection
-from tpsearch.render import render_hits
-from tpsearch.search import Hit, QueryResult
+from tpsearch.collection.search import Hit, QueryResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TPSEARCH_INDEX", raising=False)
     encoder = HashingEncoder()
-    monkeypatch.setattr("tpsearch.collection.default_encoder_factory", using(encoder))
+    monkeypatch.setattr("tpsearch.collection.facade.default_encoder_factory", using(encoder))
     return tmp_path
 
 
@@ -118,7 +118,7 @@ def test_status_text_and_json(project: Path) -> None:
 
 
 def test_a_model_that_cannot_load(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tpsearch.collection.default_encoder_factory", failing_to_load)
+    monkeypatch.setattr("tpsearch.collection.facade.default_encoder_factory", failing_to_load)
     indexed = run("index", "docs")
     assert indexed.exit_code == 2
     assert "offline and not in the cache" in indexed.stderr
@@ -262,7 +262,7 @@ def test_an_unexpected_error_keeps_its_traceback_and_exits_2(
 def test_when_the_model_cannot_load_skips_and_notices_come_before_the_error(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tpsearch.collection.default_encoder_factory", failing_to_load)
+    monkeypatch.setattr("tpsearch.collection.facade.default_encoder_factory", failing_to_load)
     (project / "extra").mkdir()
     (project / "extra" / "x.md").write_text("# Extra\n\nSome extra text.\n")
     assert run("index", "docs", "extra").exit_code == 2

@@ -41,13 +41,13 @@ def test_inspect_marks_the_slot_and_the_pooled_token(tiny_model: Callable[[str],
 def test_inspect_reads_no_weights(
     tiny_model: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tpsearch.backbone
+    import tpsearch.engine.backbone
 
     def no_weights(*_: object, **__: object) -> None:
         raise AssertionError("inspect must not load the model's weights")
 
-    monkeypatch.setattr(tpsearch.backbone, "load_backbone", no_weights)
-    monkeypatch.setattr("tpsearch.token_prepending.load_backbone", no_weights)
+    monkeypatch.setattr(tpsearch.engine.backbone, "load_backbone", no_weights)
+    monkeypatch.setattr("tpsearch.engine.token_prepending.load_backbone", no_weights)
     result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *model_args(tiny_model())])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["settings"]["model"] == str(tiny_model().resolve())

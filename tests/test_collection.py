@@ -27,9 +27,9 @@ from tests.corpus import (
 )
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection, EncoderFactory, find_index_dir
+from tpsearch.collection.locking import WriterLock
+from tpsearch.collection.vector_index import VectorIndex, VectorPolicy
 from tpsearch.errors import CollectionError, ConfigError, EncodingError, ModelLoadError
-from tpsearch.locking import WriterLock
-from tpsearch.vectors import VectorIndex, VectorPolicy
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_a_rerun_without_changes_reads_nothing_and_loads_no_model(
 ) -> None:
     col.index([docs], encoder_factory=using(HashingEncoder()))
     reads: list[bytes] = []
-    import tpsearch.scanning as scanning
+    import tpsearch.collection.scanning as scanning
 
     real = scanning.read_document
     monkeypatch.setattr(scanning, "read_document", lambda data: reads.append(data) or real(data))
@@ -113,7 +113,7 @@ def test_a_file_changed_twice_within_a_timestamp_tick_is_found(
 ) -> None:
     """On a file system with coarse timestamps and no ctime or inode changes (simulated),
     a file written during a scan can change again without its stat changing ("racy git")."""
-    import tpsearch.sources as sources
+    import tpsearch.collection.sources as sources
 
     def coarse(info: os.stat_result) -> sources.Signature:
         return sources.Signature(info.st_size, info.st_mtime_ns // 10**9 * 10**9, 0, 0, 0)
@@ -519,7 +519,7 @@ def test_a_reader_searches_vectors_not_yet_saved_without_building_an_index(
     for n in range(12):
         edit(docs / f"page{n}.md", f"# Page {n}\n\nSailing boats, page number {n}.\n")
     (docs / "notes.txt").unlink()
-    monkeypatch.setattr("tpsearch.indexing._save_vectors", lambda col, progress: None)
+    monkeypatch.setattr("tpsearch.collection.indexing._save_vectors", lambda col, progress: None)
     col.index(encoder_factory=hashing())  # as a writer that has not saved yet
     monkeypatch.undo()
 
@@ -549,7 +549,7 @@ def test_a_reader_searches_vectors_not_yet_saved_without_building_an_index(
 def test_a_long_run_saves_the_vector_index_as_it_goes(
     col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tpsearch.vector_cache as vector_cache
+    import tpsearch.collection.vector_cache as vector_cache
 
     monkeypatch.setattr(vector_cache, "SAVE_EVERY_SECONDS", 0.0)
     monkeypatch.setattr(vector_cache, "SAVE_TIME_SHARE", 1e9)  # no matter how long saves take
@@ -614,7 +614,7 @@ def test_a_file_rejected_for_its_content_is_not_read_again_until_it_changes(
     data.write_bytes(b"\x00\x01 not text " * 100)
     os.utime(data, (LONG_AGO, LONG_AGO))
     col.index([docs], encoder_factory=hashing())
-    import tpsearch.scanning as scanning
+    import tpsearch.collection.scanning as scanning
 
     reads: list[bytes] = []
     real = scanning.read_document
@@ -645,7 +645,7 @@ def test_files_and_folders_that_cannot_be_read_are_skipped_and_counted(
         return real_scandir(path)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)  # as chmod 000 would (but not for root)
-    monkeypatch.setattr("tpsearch.sources.os.scandir", scandir)
+    monkeypatch.setattr("tpsearch.collection.walk.os.scandir", scandir)
     summary = col.index([docs], encoder_factory=hashing())
     unreadable = {s.rel: s.detail for s in summary.skips if s.reason == "unreadable"}
     assert unreadable == {"docs/api.md": "Permission denied", "docs/locked/": "Permission denied"}
@@ -767,7 +767,7 @@ def test_chunks_are_encoded_in_groups_of_similar_length(
 ) -> None:
     """Less padding: pending chunks are regrouped by length before encoding (each group is
     still one encode call and one transaction), and every chunk gets its vector once."""
-    import tpsearch.embedding as embedding
+    import tpsearch.collection.embedding as embedding
 
     for n in range(12):  # short and long files, interleaved in id order
         edit(docs / f"extra{n:02}.md", ("# T\n\n" + "word " * (5 + 60 * (n % 2))) + "\n")

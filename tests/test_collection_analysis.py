@@ -22,7 +22,7 @@ from tests.planted import COPY_MTIME, ORIGINAL_MTIME, planted_files
 from tpsearch.analysis import ClusterSettings, DedupeSettings
 from tpsearch.cli import app
 from tpsearch.collection import Collection
-from tpsearch.collection_analysis import file_text, read_items
+from tpsearch.collection.analyses import file_text, read_items
 from tpsearch.errors import ModelLoadError
 
 # Sections of one long paragraph of short lines: the chunker cuts them by lines, with overlap.
@@ -243,7 +243,7 @@ def test_a_map_that_cannot_be_written_is_refused_before_clustering(
     def no_clustering(*args: object, **kwargs: object) -> None:
         raise AssertionError("clustered before checking the map's path")
 
-    monkeypatch.setattr("tpsearch.collection_analysis.cluster_items", no_clustering)
+    monkeypatch.setattr("tpsearch.collection.analyses.cluster_items", no_clustering)
     for plot, message in (("map.svg", "name it *.png"), ("missing/map.png", "does not exist")):
         refused = CliRunner().invoke(app, ["cluster", "--plot", plot])
         assert refused.exit_code == 2 and message in refused.stderr, refused.output

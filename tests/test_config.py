@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tpsearch.config import (
+from tpsearch.engine.settings import (
     EncoderSettings,
     LayerPreset,
     normalise_exit,
     published_preset,
     resolve_tp_settings,
 )
+from tpsearch.engine.templates import BUILTIN_TEMPLATES, Template
 from tpsearch.errors import ConfigError
-from tpsearch.templates import BUILTIN_TEMPLATES, Template
 
 
 def test_builtin_templates_are_the_research_strings() -> None:

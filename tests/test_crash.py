@@ -24,10 +24,10 @@ import pytest
 
 from tests.corpus import LONG_AGO, downgrade_to_first_schema, using
 from tests.fakes import HashingEncoder
-from tpsearch.chunking import embedding_text
 from tpsearch.collection import Collection
-from tpsearch.schema import DB_NAME
-from tpsearch.vectors import VectorIndex
+from tpsearch.collection.chunking import embedding_text
+from tpsearch.collection.schema import DB_NAME
+from tpsearch.collection.vector_index import VectorIndex
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import pytest
 
 from tests.corpus import write_corpus
 from tests.tinymodels import save_tiny_model
-from tpsearch.chunking import embedding_text
 from tpsearch.collection import Collection
-from tpsearch.config import EncoderSettings
+from tpsearch.collection.chunking import embedding_text
+from tpsearch.engine.settings import EncoderSettings
+from tpsearch.engine.token_prepending import TPEncoder
 from tpsearch.errors import CollectionError
-from tpsearch.token_prepending import TPEncoder
 
 
 def test_index_and_query_with_the_real_engine(tmp_path: Path) -> None:

@@ -10,15 +10,15 @@ import pytest
 from scipy.stats import spearmanr
 
 from tpsearch import EncoderSettings, TPEncoder
-from tpsearch.calibration import CalibrationStore
-from tpsearch.errors import DataError
-from tpsearch.evaluation import (
+from tpsearch.engine.calibration import CalibrationStore
+from tpsearch.engine.evaluation import (
     calibrate,
     evaluate_sts,
     read_pairs,
     shipped_sts_dev,
     spearman,
 )
+from tpsearch.errors import DataError
 
 
 def test_the_shipped_sts_dev_set_reads_completely() -> None:
@@ -133,8 +133,8 @@ def test_calibration_sweeps_with_one_pass_per_tp_end_and_is_picked_up(
 def test_calibration_output_says_when_the_plain_prompt_did_better() -> None:
     from rich.console import Console
 
-    from tpsearch.evaluation import CalibrationResult
-    from tpsearch.render_engine import render_calibration
+    from tpsearch.cli.render.engine import render_calibration
+    from tpsearch.engine.evaluation import CalibrationResult
 
     def shown(baseline: list[float]) -> str:
         result = CalibrationResult(

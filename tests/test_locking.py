@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tpsearch.collection.locking import WriterLock
 from tpsearch.errors import CollectionError
-from tpsearch.locking import WriterLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from tpsearch.locking import WriterLock
+from tpsearch.collection.locking import WriterLock
 lock = WriterLock(Path(sys.argv[1]))
 lock.acquire()
 print("locked", flush=True)

@@ -9,8 +9,8 @@ import pytest
 from tests.corpus import failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection
+from tpsearch.collection.search import fts_expression, fuse, make_snippet, query_terms
 from tpsearch.errors import ConfigError, ModelLoadError
-from tpsearch.search import fts_expression, fuse, make_snippet, query_terms
 
 ENCODER = HashingEncoder()
 

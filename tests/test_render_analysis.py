@@ -23,14 +23,10 @@ from tpsearch.analysis import (
     find_duplicates,
     project_2d,
 )
-from tpsearch.cluster_map import plot_cluster_map
+from tpsearch.cli.render.cluster_map import plot_cluster_map
+from tpsearch.cli.render.clusters import clusters_as_dict, clusters_renderable
+from tpsearch.cli.render.duplicates import duplicates_as_dict, duplicates_renderable
 from tpsearch.errors import ConfigError
-from tpsearch.render_analysis import (
-    clusters_as_dict,
-    clusters_renderable,
-    duplicates_as_dict,
-    duplicates_renderable,
-)
 
 
 def rendered(renderable: object, width: int = 140) -> str:
@@ -183,7 +179,8 @@ def test_cluster_map_refuses_paths_it_cannot_honour(tmp_path: Path) -> None:
 def test_analysis_modules_import_no_heavy_libraries() -> None:
     code = (
         "import sys\n"
-        "import tpsearch.analysis, tpsearch.render_analysis, tpsearch.cluster_map\n"
+        "import tpsearch.analysis, tpsearch.cli.render.duplicates, tpsearch.cli.render.clusters\n"
+        "import tpsearch.cli.render.cluster_map\n"
         "heavy = ('faiss', 'datasketch', 'matplotlib', 'torch')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tpsearch.collection.documents import read_document
+from tpsearch.collection.sources import ScanSettings, parse_size
+from tpsearch.collection.walk import walk
 from tpsearch.errors import CollectionError, ConfigError
-from tpsearch.sources import ScanSettings, parse_size, read_document, walk
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

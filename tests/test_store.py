@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tpsearch.collection.store import Store
 from tpsearch.errors import CollectionError
-from tpsearch.store import Store
 
 
 def file_row(path: str, sha: str = "h") -> dict[str, object]:

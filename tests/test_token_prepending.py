@@ -16,8 +16,8 @@ import torch
 
 from tests.tinymodels import FAMILIES, OTHER_LAYOUTS, save_tiny_model
 from tpsearch import EncoderSettings, TPEncoder
+from tpsearch.engine.prompt_inputs import PST_SLOT
 from tpsearch.errors import ConfigError
-from tpsearch.prompt_inputs import PST_SLOT
 
 TEXTS = [
     "A man is playing a guitar.",

@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tpsearch.store import Store
-from tpsearch.vectors import VectorIndex, VectorPolicy, exact_neighbours, recall_at, sync
+from tpsearch.collection.store import Store
+from tpsearch.collection.vector_index import (
+    VectorIndex,
+    VectorPolicy,
+    exact_neighbours,
+    recall_at,
+    sync,
+)
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 100) -> np.ndarray:

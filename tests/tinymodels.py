@@ -31,7 +31,7 @@ TINY = dict(
 
 
 def _corpus() -> Iterator[str]:
-    from tpsearch.templates import BUILTIN_TEMPLATES
+    from tpsearch.engine.templates import BUILTIN_TEMPLATES
 
     yield from BUILTIN_TEMPLATES.values()
     for line in STS_DEV.read_text(encoding="utf-8").splitlines():

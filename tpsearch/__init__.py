@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TPEncoder": "tpsearch.token_prepending",
-    "ModelInputs": "tpsearch.token_prepending",
-    "EncoderSettings": "tpsearch.config",
-    "Template": "tpsearch.templates",
-    "Encoder": "tpsearch.encoder",
+    "TPEncoder": "tpsearch.engine.token_prepending",
+    "ModelInputs": "tpsearch.engine.token_prepending",
+    "EncoderSettings": "tpsearch.engine.settings",
+    "Template": "tpsearch.engine.templates",
+    "Encoder": "tpsearch.engine.encoder",
     "Collection": "tpsearch.collection",
     "TpsearchError": "tpsearch.errors",
 }
@@ -34,11 +34,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection
-    from tpsearch.config import EncoderSettings
-    from tpsearch.encoder import Encoder
+    from tpsearch.engine.encoder import Encoder
+    from tpsearch.engine.settings import EncoderSettings
+    from tpsearch.engine.templates import Template
+    from tpsearch.engine.token_prepending import ModelInputs, TPEncoder
     from tpsearch.errors import TpsearchError
-    from tpsearch.templates import Template
-    from tpsearch.token_prepending import ModelInputs, TPEncoder
 
 
 def __getattr__(name: str) -> Any:

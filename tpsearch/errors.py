@@ -53,3 +53,9 @@ class TpsearchWarning(UserWarning):
 
 class TruncationWarning(TpsearchWarning):
     """Some texts were longer than max_length tokens and were cut."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages run to many lines)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

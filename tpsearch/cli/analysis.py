@@ -41,8 +41,8 @@ def dedupe_command(
 ) -> None:
     """Find exact, near (lexical) and semantic duplicates. Never changes a file."""
     from tpsearch.analysis import DedupeSettings
+    from tpsearch.cli.render.duplicates import duplicates_as_dict, duplicates_renderable
     from tpsearch.collection import Collection
-    from tpsearch.render_analysis import duplicates_as_dict, duplicates_renderable
 
     lexical, semantic = dedupe_thresholds(method, threshold, lexical_threshold, semantic_threshold)
     settings = DedupeSettings(
@@ -64,7 +64,7 @@ def dedupe_command(
 
 def shown_from_here(root: Path) -> Callable[[str], str]:
     """A stored path as this folder sees it: relative when below it, else absolute (as query)."""
-    from tpsearch.sources import where
+    from tpsearch.collection.sources import where
 
     cwd = Path.cwd()
     return lambda rel: where(root, rel, cwd)[1]
@@ -108,9 +108,9 @@ def cluster_command(
 ) -> None:
     """Group the collection into topics with keyword labels and representative members."""
     from tpsearch.analysis import ClusterSettings, parse_k
-    from tpsearch.cluster_map import check_plot_path, plot_cluster_map
+    from tpsearch.cli.render.cluster_map import check_plot_path, plot_cluster_map
+    from tpsearch.cli.render.clusters import clusters_as_dict, clusters_renderable
     from tpsearch.collection import Collection
-    from tpsearch.render_analysis import clusters_as_dict, clusters_renderable
 
     settings = ClusterSettings(k=parse_k(k), seed=seed)
     if plot is not None:

@@ -28,7 +28,7 @@ from tpsearch.cli.options import (
 from tpsearch.errors import ConfigError, TpsearchError
 
 if TYPE_CHECKING:
-    from tpsearch.indexing import IndexSummary
+    from tpsearch.collection.indexing import IndexSummary
 
 
 @app.command("index")
@@ -97,10 +97,10 @@ def index_command(
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
     """Index files: only what changed since the last run is read, chunked and embedded."""
+    from tpsearch.cli.render.collection import RichProgress, render_notice
     from tpsearch.collection import Collection
-    from tpsearch.indexing import IndexSummary, ScanOverrides, check_arguments
-    from tpsearch.render import RichProgress, render_notice
-    from tpsearch.sources import DEFAULT_MAX_FILE_BYTES, parse_size
+    from tpsearch.collection.indexing import IndexSummary, ScanOverrides, check_arguments
+    from tpsearch.collection.sources import DEFAULT_MAX_FILE_BYTES, parse_size
 
     overrides = model_overrides(locals())
     limit = parse_size(max_file_size) if max_file_size else None
@@ -136,7 +136,7 @@ def index_command(
 
 
 def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
-    from tpsearch.render import render_notice, render_summary
+    from tpsearch.cli.render.collection import render_notice, render_summary
 
     for notice in summary.notices:
         render_notice(stderr, notice)
@@ -166,8 +166,8 @@ def query_command(
     device: DeviceOpt = None,
 ) -> None:
     """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
+    from tpsearch.cli.render.collection import hits_json, render_hits, render_notice
     from tpsearch.collection import Collection
-    from tpsearch.render import hits_json, render_hits, render_notice
 
     if as_json and as_jsonl:
         raise ConfigError("choose one of --json and --jsonl")
@@ -210,8 +210,8 @@ def status_command(
 
     Exit status: 0, or 1 when --check finds a problem, 2 on an error.
     """
+    from tpsearch.cli.render.collection import render_status, status_json
     from tpsearch.collection import Collection
-    from tpsearch.render import render_status, status_json
 
     with Collection.locate(Path.cwd(), index_dir) as collection:
         status = collection.status(check=check)

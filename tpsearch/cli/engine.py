@@ -50,8 +50,8 @@ def inspect(
 
     Reads the tokenizer and config only: no weights are loaded.
     """
-    from tpsearch.render_engine import render_prompt_view
-    from tpsearch.token_prepending import describe_settings, load_prompt_builder
+    from tpsearch.cli.render.engine import render_prompt_view
+    from tpsearch.engine.token_prepending import describe_settings, load_prompt_builder
 
     settings = encoder_settings(locals())
     prompts = load_prompt_builder(settings)
@@ -82,7 +82,7 @@ def embed(
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
     """Embed texts and print the vectors (L2-normalised float32) as JSON."""
-    from tpsearch.render_engine import render_vectors
+    from tpsearch.cli.render.engine import render_vectors
 
     if output_format not in ("jsonl", "json"):
         raise ConfigError(f"invalid format {output_format!r}: choose 'jsonl' or 'json'")
@@ -114,8 +114,8 @@ def eval_sts(
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
     """Spearman x100 on FILE, with Token Prepending and without it (same template and exit)."""
-    from tpsearch.evaluation import evaluate_sts, read_pairs
-    from tpsearch.render_engine import progress_bar, render_sts
+    from tpsearch.cli.render.engine import progress_bar, render_sts
+    from tpsearch.engine.evaluation import evaluate_sts, read_pairs
 
     data = read_pairs(file).sample(pairs)
     encoder = load_encoder(encoder_settings(locals()))
@@ -147,10 +147,10 @@ def calibrate(
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
     """Sweep the TP end layer and the exit layer on a dev set; save the best for this model."""
-    from tpsearch.calibration import CalibrationStore
-    from tpsearch.evaluation import calibrate as run_calibration
-    from tpsearch.evaluation import read_pairs, shipped_sts_dev
-    from tpsearch.render_engine import progress_bar, render_calibration
+    from tpsearch.cli.render.engine import progress_bar, render_calibration
+    from tpsearch.engine.calibration import CalibrationStore
+    from tpsearch.engine.evaluation import calibrate as run_calibration
+    from tpsearch.engine.evaluation import read_pairs, shipped_sts_dev
 
     source = data or shipped_sts_dev()
     dev = read_pairs(source).sample(pairs)

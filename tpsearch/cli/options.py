@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tpsearch.config import EncoderSettings
+from tpsearch.engine.settings import EncoderSettings
 
 if TYPE_CHECKING:
-    from tpsearch.token_prepending import TPEncoder
+    from tpsearch.engine.token_prepending import TPEncoder
 
 from tpsearch.cli.app import stderr
 
@@ -120,7 +120,7 @@ def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
 
 
 def load_encoder(settings: EncoderSettings) -> TPEncoder:
-    from tpsearch.token_prepending import TPEncoder
+    from tpsearch.engine.token_prepending import TPEncoder
 
     with stderr.status(f"loading {settings.model} ({settings.precision})"):
         return TPEncoder(settings)

@@ -30,9 +30,9 @@ from tpsearch.analysis import (
     pool_by_owner,
     project_2d,
 )
+from tpsearch.collection.schema import ChunkRecord
+from tpsearch.collection.store import Store
 from tpsearch.errors import choice_error
-from tpsearch.schema import ChunkRecord
-from tpsearch.store import Store
 
 Level = Literal["file", "chunk"]
 LEVELS: tuple[str, ...] = get_args(Level)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tpsearch.store import Store
-from tpsearch.vectors import VectorIndex, VectorPolicy, sync
+from tpsearch.collection.store import Store
+from tpsearch.collection.vector_index import VectorIndex, VectorPolicy, sync
 
 # During a run, save at most this often, and spend at most a tenth of the time saving.
 SAVE_EVERY_SECONDS = 60.0

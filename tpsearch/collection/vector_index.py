@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from tpsearch.store import Store
+    from tpsearch.collection.store import Store
 
 IndexKind = Literal["exact", "ivf"]
 FEW_QUERIES = 8  # searches of up to this many queries run on one thread

@@ -13,10 +13,10 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tpsearch.backbone import quiet_libraries
+from tpsearch.engine.backbone import quiet_libraries
 
 if TYPE_CHECKING:
-    from tpsearch.backbone import Backbone
+    from tpsearch.engine.backbone import Backbone
 
 
 class ExitReached(Exception):

@@ -13,9 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tpsearch.config import PADDING_SIDES, EncoderSettings, PaddingSide, PrefixCache, TPSettings
+from tpsearch.engine.settings import (
+    PADDING_SIDES,
+    EncoderSettings,
+    PaddingSide,
+    PrefixCache,
+    TPSettings,
+)
+from tpsearch.engine.templates import Filled, Template
 from tpsearch.errors import ConfigError, choice_error
-from tpsearch.templates import Filled, Template
 
 if TYPE_CHECKING:
     import torch

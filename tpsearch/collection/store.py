@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
-from tpsearch.errors import CollectionError, WriterBusy
-from tpsearch.schema import (
+from tpsearch.collection.schema import (
     CHUNK_COLUMNS,
     READER_OPTIONAL,
     SCHEMA_STEPS,
@@ -36,7 +35,8 @@ from tpsearch.schema import (
     migrations,
     signature,
 )
-from tpsearch.sources import Signature
+from tpsearch.collection.sources import Signature
+from tpsearch.errors import CollectionError, WriterBusy
 
 _BUSY, _LOCKED, _READONLY, _CANTOPEN = 5, 6, 8, 14  # SQLite's primary result codes
 

@@ -23,21 +23,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tpsearch.config import EncoderSettings
-from tpsearch.encoder import Encoder, fingerprint_of
+from tpsearch.collection.locking import WriterLock
+from tpsearch.collection.schema import DB_NAME
+from tpsearch.collection.store import Store
+from tpsearch.collection.vector_cache import VectorCache
+from tpsearch.collection.vector_index import VectorPolicy
+from tpsearch.collection.vector_settings import changed_fields
+from tpsearch.engine.encoder import Encoder, fingerprint_of
+from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
-from tpsearch.locking import WriterLock
-from tpsearch.schema import DB_NAME
-from tpsearch.store import Store
-from tpsearch.vector_cache import VectorCache
-from tpsearch.vector_settings import changed_fields
-from tpsearch.vectors import VectorPolicy
 
 if TYPE_CHECKING:
     from tpsearch.analysis import ClusterSettings, DedupeReport, DedupeSettings
-    from tpsearch.collection_analysis import ClusterOutcome, Level
-    from tpsearch.indexing import IndexSummary, Progress
-    from tpsearch.search import QueryResult
+    from tpsearch.collection.analyses import ClusterOutcome, Level
+    from tpsearch.collection.indexing import IndexSummary, Progress
+    from tpsearch.collection.search import QueryResult
 
 INDEX_DIR_NAME = ".tpsearch"
 EncoderFactory = Callable[[EncoderSettings], Encoder]
@@ -46,7 +46,7 @@ EncoderFactory = Callable[[EncoderSettings], Encoder]
 def default_encoder_factory(settings: EncoderSettings) -> Encoder:
     """The Token Prepending encoder; its import and model load both count as loading."""
     try:
-        from tpsearch.token_prepending import TPEncoder
+        from tpsearch.engine.token_prepending import TPEncoder
     except ImportError as error:
         raise ModelLoadError(f"the embedding engine cannot be imported: {error}") from None
     encoder: Encoder = TPEncoder(settings)
@@ -178,7 +178,7 @@ class Collection:
         `forget` names remembered files or folders to stop indexing: their files are removed
         (a remembered folder that is missing keeps its files until then).
         """
-        from tpsearch.indexing import ScanOverrides, run_index
+        from tpsearch.collection.indexing import ScanOverrides, run_index
 
         scan = ScanOverrides(include, exclude, max_file_bytes)
         return run_index(
@@ -206,7 +206,7 @@ class Collection:
         encoder_factory: EncoderFactory | None = None,
     ) -> QueryResult:
         """The best chunks (or files) for `text`; see `search.run_query`."""
-        from tpsearch.search import run_query
+        from tpsearch.collection.search import run_query
 
         return run_query(
             self,
@@ -223,7 +223,7 @@ class Collection:
     def dedupe(self, level: Level = "file", settings: DedupeSettings | None = None) -> DedupeReport:
         """Groups of duplicate files or passages, from what is stored (no model, no file read)."""
         from tpsearch.analysis import DedupeSettings
-        from tpsearch.collection_analysis import dedupe
+        from tpsearch.collection.analyses import dedupe
 
         return dedupe(self.store, level, settings or DedupeSettings())
 
@@ -235,7 +235,7 @@ class Collection:
     ) -> ClusterOutcome:
         """Topics of the stored embeddings, labelled with keywords; a 2-D map if asked."""
         from tpsearch.analysis import ClusterSettings
-        from tpsearch.collection_analysis import cluster
+        from tpsearch.collection.analyses import cluster
 
         return cluster(self.store, level, settings or ClusterSettings(), with_map)
 

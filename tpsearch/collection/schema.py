@@ -14,7 +14,7 @@ from typing import cast
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from tpsearch.sources import Signature
+from tpsearch.collection.sources import Signature
 
 DB_NAME = "tpsearch.db"
 migrations = Migrations("tpsearch")

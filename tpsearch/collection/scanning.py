@@ -17,26 +17,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tpsearch.chunking import ChunkSettings, chunk_document, detect_format, heading_text
-from tpsearch.schema import STAT_COLUMNS
-from tpsearch.sources import (
+from tpsearch.collection.chunking import ChunkSettings, chunk_document, detect_format, heading_text
+from tpsearch.collection.documents import Unreadable, read_document
+from tpsearch.collection.schema import STAT_COLUMNS
+from tpsearch.collection.sources import (
     Candidate,
     ScanSettings,
     Signature,
     Skip,
     SkipReason,
-    Unreadable,
     is_under,
-    read_document,
     relative_to_root,
-    walk,
 )
+from tpsearch.collection.walk import walk
 
 if TYPE_CHECKING:
-    from tpsearch.collection import Collection
-    from tpsearch.indexing import IndexSummary, Progress
-    from tpsearch.schema import FileRow
-    from tpsearch.store import Store
+    from tpsearch.collection.facade import Collection
+    from tpsearch.collection.indexing import IndexSummary, Progress
+    from tpsearch.collection.schema import FileRow
+    from tpsearch.collection.store import Store
 
 # A file modified this close to the scan may change again within the same mtime tick; store
 # mtime 0 so the next run compares its hash instead of trusting its stat ("racy git").

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from tpsearch.engine.templates import Template
 from tpsearch.errors import ConfigError, choice_error
-from tpsearch.templates import Template
 
 Precision = Literal["4bit", "8bit", "bf16", "fp16", "fp32"]
 Pooling = Literal["last", "mean"]

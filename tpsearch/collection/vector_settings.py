@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from tpsearch.config import EncoderSettings
+from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import CollectionError
 
 if TYPE_CHECKING:
-    from tpsearch.encoder import Encoder
+    from tpsearch.engine.encoder import Encoder
 
 # Settings that change how fast vectors come, not what they are: free to differ between runs,
 # and not stored (a collection indexed on a GPU can be queried on a laptop).

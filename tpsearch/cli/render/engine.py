@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tpsearch.evaluation import CalibrationResult, StsResult
-from tpsearch.prompt_inputs import PromptView
+from tpsearch.engine.evaluation import CalibrationResult, StsResult
+from tpsearch.engine.prompt_inputs import PromptView
 
 PART_STYLES = {"special": "dim", "template": "cyan", "pst": "bold magenta", "text": "white"}
 

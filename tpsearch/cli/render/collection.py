@@ -26,12 +26,12 @@ from rich.progress import (
 from rich.style import Style
 from rich.text import Text
 
-from tpsearch.sources import where
+from tpsearch.collection.sources import where
 
 if TYPE_CHECKING:
     from tpsearch.collection import CollectionStatus
-    from tpsearch.indexing import IndexSummary, Phase
-    from tpsearch.search import Hit, QueryResult
+    from tpsearch.collection.indexing import IndexSummary, Phase
+    from tpsearch.collection.search import Hit, QueryResult
 
 
 def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:

@@ -23,13 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from tpsearch.chunking import ChunkSettings
-from tpsearch.config import EncoderSettings
-from tpsearch.embedding import Embedder
-from tpsearch.errors import CollectionError, ConfigError, TpsearchError
-from tpsearch.locking import WriterLock
-from tpsearch.scanning import forget_sources, now, scan_sources
-from tpsearch.sources import (
+from tpsearch.collection.chunking import ChunkSettings
+from tpsearch.collection.embedding import Embedder
+from tpsearch.collection.locking import WriterLock
+from tpsearch.collection.scanning import forget_sources, now, scan_sources
+from tpsearch.collection.sources import (
     ScanSettings,
     Skip,
     check_name,
@@ -37,10 +35,12 @@ from tpsearch.sources import (
     iter_sources,
     relative_to_root,
 )
-from tpsearch.vector_settings import storable
+from tpsearch.collection.vector_settings import storable
+from tpsearch.engine.settings import EncoderSettings
+from tpsearch.errors import CollectionError, ConfigError, TpsearchError
 
 if TYPE_CHECKING:
-    from tpsearch.collection import Collection, EncoderFactory
+    from tpsearch.collection.facade import Collection, EncoderFactory
 
 Phase = Literal["scan", "load", "embed", "vectors"]
 

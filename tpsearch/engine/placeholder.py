@@ -10,7 +10,7 @@ from tpsearch.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from tpsearch.backbone import Backbone
+    from tpsearch.engine.backbone import Backbone
 
 ROWS_PER_STEP = 8192  # vocabulary rows read at a time: no float32 copy of a 150k-row matrix
 

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tpsearch.backbone import Backbone, load_backbone, load_tokenizer, quiet_libraries
-from tpsearch.calibration import CalibrationStore
-from tpsearch.config import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
-from tpsearch.encoder import fingerprint_of
+from tpsearch.engine.backbone import Backbone, load_backbone, load_tokenizer, quiet_libraries
+from tpsearch.engine.calibration import CalibrationStore
+from tpsearch.engine.encoder import fingerprint_of
+from tpsearch.engine.head_cache import ExitReached, HeadCache
+from tpsearch.engine.placeholder import placeholder_vector
+from tpsearch.engine.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
+from tpsearch.engine.settings import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
 from tpsearch.errors import ConfigError, TruncationWarning
-from tpsearch.head_cache import ExitReached, HeadCache
-from tpsearch.placeholder import placeholder_vector
-from tpsearch.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
 
 if TYPE_CHECKING:
     import torch

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from tpsearch.calibration import CalibrationRecord
+from tpsearch.engine.calibration import CalibrationRecord
 from tpsearch.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from tpsearch.token_prepending import TPEncoder
+    from tpsearch.engine.token_prepending import TPEncoder
 
 PairFormat = Literal["stsb", "sick", "plain"]
 Progress = Callable[[int, int], None]  # (texts done, texts in all) across every pass
@@ -57,7 +57,7 @@ class SentencePairs:
 def shipped_sts_dev() -> Path:
     """The STS-Benchmark dev set shipped with tpsearch (CC BY-SA 4.0; see its licence file)."""
     packaged = resources.files("tpsearch") / "_data" / "sts" / "sts-dev.csv"
-    candidates = [Path(str(packaged)), Path(__file__).resolve().parents[1] / "data/sts/sts-dev.csv"]
+    candidates = [Path(str(packaged)), Path(__file__).resolve().parents[2] / "data/sts/sts-dev.csv"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

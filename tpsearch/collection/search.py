@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 
+from tpsearch.collection.sources import compile_patterns
+from tpsearch.collection.vector_settings import check_same_vectors
 from tpsearch.errors import ConfigError, ModelLoadError, choice_error
-from tpsearch.sources import compile_patterns
-from tpsearch.vector_settings import check_same_vectors
 
 if TYPE_CHECKING:
     from pathspec import PathSpec
 
-    from tpsearch.collection import Collection, EncoderFactory
-    from tpsearch.store import Store
+    from tpsearch.collection.facade import Collection, EncoderFactory
+    from tpsearch.collection.store import Store
 
 Mode = Literal["hybrid", "semantic", "lexical"]
 MODES: tuple[str, ...] = get_args(Mode)

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tpsearch.chunking import embedding_text
-from tpsearch.config import EncoderSettings
+from tpsearch.collection.chunking import embedding_text
+from tpsearch.collection.store import Store
+from tpsearch.collection.vector_settings import check_same_vectors, storable
+from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import EncodingError, ModelLoadError, TpsearchError, TruncationWarning
-from tpsearch.store import Store
-from tpsearch.vector_settings import check_same_vectors, storable
 
 if TYPE_CHECKING:
-    from tpsearch.collection import Collection, EncoderFactory
-    from tpsearch.encoder import Encoder
-    from tpsearch.indexing import IndexSummary, Progress
+    from tpsearch.collection.facade import Collection, EncoderFactory
+    from tpsearch.collection.indexing import IndexSummary, Progress
+    from tpsearch.engine.encoder import Encoder
 
 POLL_SECONDS = 0.05  # how often an idle worker looks for newly committed chunks
 

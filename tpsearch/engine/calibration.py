@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tpsearch.config import LayerPreset
+from tpsearch.engine.settings import LayerPreset
 from tpsearch.errors import DataError, TpsearchWarning
 
 

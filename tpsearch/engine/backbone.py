@@ -2,8 +2,8 @@
 
 Only the base model is loaded (`AutoModel`: embeddings, decoder layers, final norm): the LM
 head is never built, so its weights are neither read nor kept in memory. A model is named the
-way users name it: a hub id (`Qwen/Qwen2.5-0.5B-Instruct`) or a local directory (`./my-model`).
-Every way this can fail ends in one `ModelLoadError` that says how to fix it.
+way users name it (see `sources.py`: a hub id or a local directory). Every way this can fail
+ends in one `ModelLoadError` that says how to fix it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from tpsearch.config import Precision
-from tpsearch.errors import ConfigError, ModelLoadError, TpsearchWarning
+from tpsearch.engine.settings import Precision
+from tpsearch.engine.sources import how_to_fix, locate
+from tpsearch.errors import ConfigError, ModelLoadError, TpsearchWarning, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -151,10 +152,10 @@ def load_backbone(
     """
     import torch
 
-    from tpsearch import quantization
+    from tpsearch.engine import quantization
 
     target = resolve_device(device)
-    source, local_only, model_id = _locate(model)
+    source, local_only, model_id = locate(model)
     with quiet_libraries():
         precision = _usable_precision(precision, target)
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
@@ -192,7 +193,7 @@ def _load_or_fall_back(
         if precision not in ("4bit", "8bit") or not _is_bitsandbytes_failure(error):
             raise
         warnings.warn(
-            f"bitsandbytes failed on {device} ({_first_line(error)}): loading bf16 instead",
+            f"bitsandbytes failed on {device} ({first_line(error)}): loading bf16 instead",
             PrecisionFallbackWarning,
             stacklevel=3,
         )
@@ -202,7 +203,7 @@ def _load_or_fall_back(
 
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> tuple[Any, str, int]:
     """(tokenizer, model id to record, number of decoder layers) without loading any weights."""
-    source, local_only, model_id = _locate(model)
+    source, local_only, model_id = locate(model)
     with quiet_libraries():
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         config = _load_config(source, local_only, trust_remote_code)
@@ -239,80 +240,6 @@ def _usable_precision(precision: Precision, device: str) -> Precision:
     return "bf16"
 
 
-def _locate(model: str) -> tuple[str, bool, str]:
-    """(what to pass to from_pretrained, local files only?, the id to record)."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"{model} is a directory but holds no config.json: point --model at a folder "
-                "written by save_pretrained (config.json, weights, tokenizer files)"
-            )
-        return str(path.resolve()), True, str(path.resolve())
-    if path.exists() or _looks_like_path(model):
-        raise ModelLoadError(
-            f"no model directory at {model}: give a local folder written by save_pretrained, "
-            "or a hub id such as Qwen/Qwen2.5-0.5B-Instruct"
-        )
-    return model, _hub_files_cached(model), model
-
-
-def _looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
-
-
-def _how_to_fix(repo_id: str) -> str:
-    return (
-        f"download it once on a connected machine (`hf download {repo_id}`), or pass a local "
-        "directory: --model ./path/to/model (a folder written by save_pretrained)"
-    )
-
-
-def _hub_files_cached(repo_id: str) -> bool:
-    """True when the hub model is in the local cache; else check the hub can serve it."""
-    import huggingface_hub
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-    )
-
-    how_to_fix = _how_to_fix(repo_id)
-    try:
-        if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
-            return True
-    except HFValidationError as error:
-        raise ModelLoadError(f"{repo_id!r} is neither a local directory nor a hub id") from error
-    if constants.HF_HUB_OFFLINE:
-        raise ModelLoadError(
-            f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-            + how_to_fix
-        )
-    try:
-        huggingface_hub.model_info(repo_id, timeout=10)
-    except RepositoryNotFoundError as error:
-        raise ModelLoadError(
-            f"no model {repo_id} on the Hugging Face hub (or it is private): check the id, "
-            "or pass a local directory with --model ./path/to/model"
-        ) from error
-    except GatedRepoError as error:
-        raise ModelLoadError(
-            f"model {repo_id} is gated: accept its licence on huggingface.co and log in "
-            "(`hf auth login`), or pass a local directory with --model ./path/to/model"
-        ) from error
-    except OfflineModeIsEnabled as error:
-        message = f"model {repo_id} is not cached and hub access is off: {how_to_fix}"
-        raise ModelLoadError(message) from error
-    except Exception as error:  # network errors come from several HTTP libraries
-        raise ModelLoadError(
-            f"model {repo_id} is not in the local Hugging Face cache and the hub cannot be "
-            f"reached ({_first_line(error)}): " + how_to_fix
-        ) from error
-    return False
-
-
 def _load_tokenizer(source: str, local_only: bool, trust_remote_code: bool) -> Any:
     from transformers import AutoTokenizer
 
@@ -321,7 +248,7 @@ def _load_tokenizer(source: str, local_only: bool, trust_remote_code: bool) -> A
             source, local_files_only=local_only, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
-        message = f"cannot load the tokenizer of {source}: {_first_line(error)}"
+        message = f"cannot load the tokenizer of {source}: {first_line(error)}"
         raise ModelLoadError(message) from error
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
@@ -363,9 +290,9 @@ def _load_model(
             output_loading_info=True,
         )
     except OSError as error:
-        message = f"cannot load the weights of {source}: {_first_line(error)}"
+        message = f"cannot load the weights of {source}: {first_line(error)}"
         if local_only and not Path(source).is_dir():  # a hub id, cached only in part
-            message += ": " + _how_to_fix(source)
+            message += ": " + how_to_fix(source)
         raise ModelLoadError(message) from error
     missing = [key for key in info.get("missing_keys", ()) if "rotary" not in key]
     if missing:
@@ -385,7 +312,7 @@ def _load_config(source: str, local_only: bool, trust_remote_code: bool) -> Any:
             source, local_files_only=local_only, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot read the config of {source}: {_first_line(error)}") from error
+        raise ModelLoadError(f"cannot read the config of {source}: {first_line(error)}") from error
     if getattr(config, "is_encoder_decoder", False):
         raise ModelLoadError(
             f"{source} is an encoder-decoder model ({config.model_type}); tpsearch needs a "
@@ -411,8 +338,3 @@ def _compute_dtype(precision: Precision, device: str) -> torch.dtype:
 def _is_bitsandbytes_failure(error: BaseException) -> bool:
     text = f"{type(error).__module__} {error}".lower()
     return "bitsandbytes" in text or "bnb" in text or "quantiz" in text
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

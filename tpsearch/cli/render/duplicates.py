@@ -1,4 +1,4 @@
-"""How dedupe and cluster results look: Rich renderables for people, plain dicts for `--json`.
+"""How dedupe results look: Rich renderables for people, plain dicts for `--json`.
 
 Functions return renderables instead of printing, so the CLI decides where they go (results
 on stdout) and tests can render them into a recording console. Items carry the paths the
@@ -9,7 +9,6 @@ to the folder the command runs in. Only the output changes: keepers and groups d
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
@@ -22,24 +21,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from tpsearch.analysis.clustering import Cluster, ClusterReport
 from tpsearch.analysis.duplicates import DedupeReport, DuplicateGroup, DuplicateMember
-from tpsearch.analysis.items import TextItem
 from tpsearch.analysis.pairs import normalise_whitespace
+from tpsearch.cli.render.items import ShowPath, as_stored, item_dict, location
 
 Level = Literal["file", "chunk"]
-ShowPath = Callable[[str], str]  # a stored path -> the path to print
-
-
-def _as_stored(path: str) -> str:
-    return path
-
-
-def _location(item: TextItem, show: ShowPath) -> str:
-    """`path` for a whole file, `path:start-end` for a chunk, the path as shown."""
-    if item.end_line is None:
-        return show(item.path)
-    return f"{show(item.path)}:{item.start_line}-{item.end_line}"
 
 
 _KIND_TITLES = {
@@ -59,7 +45,7 @@ def duplicates_renderable(
     report: DedupeReport,
     level: Level = "file",
     preview_lines: int = 6,
-    show: ShowPath = _as_stored,
+    show: ShowPath = as_stored,
 ) -> RenderableType:
     """One panel per group, largest first, then a summary line and notes."""
     parts: list[RenderableType] = [
@@ -106,7 +92,7 @@ def _previews(group: DuplicateGroup, preview_lines: int, show: ShowPath) -> list
         shown.add(text)
         differing += 1
         if differing <= _MAX_PREVIEWS:
-            where = _location(member.item, show)
+            where = location(member.item, show)
             parts.append(Text.assemble("\n", (where, "bold"), " vs keeper:"))
             parts.append(diff_preview(group.keeper.text, member.item.text, preview_lines))
     if differing > _MAX_PREVIEWS:
@@ -153,7 +139,7 @@ def _member_cells(
     member: DuplicateMember, group: DuplicateGroup, depth: int, show: ShowPath
 ) -> tuple[Text, Text, str, str, Text]:
     item = member.item
-    where = _location(item, show)
+    where = location(item, show)
     size = decimal(item.size)
     modified = datetime.fromtimestamp(item.mtime).strftime("%Y-%m-%d %H:%M")
     if member.linked_to is None:
@@ -290,64 +276,7 @@ def _dedupe_notes(report: DedupeReport, level: Level) -> list[str]:
     return notes
 
 
-def clusters_renderable(report: ClusterReport, show: ShowPath = _as_stored) -> RenderableType:
-    """A table of clusters, largest first: keywords, size, the members nearest the centre."""
-    if not report.clusters:
-        message = "Nothing to cluster: no embedded items."
-        if report.unembedded:
-            message += f" {report.unembedded} are waiting to be embedded: run `tpsearch index`."
-        return Text(message)
-    table = Table(box=box.SIMPLE_HEAD, caption=_cluster_caption(report), caption_justify="left")
-    table.add_column("#", justify="right", style="bold")
-    table.add_column("Topic", overflow="fold")
-    table.add_column("Size", justify="right")
-    table.add_column("Cohesion", justify="right")
-    table.add_column("Closest to the centre", overflow="fold")
-    for cluster in report.clusters:
-        topic = Text(cluster.label, style="bold")
-        if len(cluster.keywords) > 3:
-            topic.append("\n" + ", ".join(cluster.keywords[3:]), style="dim")
-        closest = "\n".join(_location(r.item, show) for r in cluster.representatives)
-        table.add_row(
-            str(cluster.index + 1), topic, str(cluster.size), f"{cluster.cohesion:.2f}", closest
-        )
-    parts: list[RenderableType] = [table]
-    if report.note:
-        parts.append(Text(report.note, style="dim"))
-    if report.unembedded:
-        parts.append(
-            Text(
-                f"{report.unembedded} items not embedded yet were left out: run `tpsearch index`.",
-                style="dim",
-            )
-        )
-    return Group(*parts)
-
-
-def _cluster_caption(report: ClusterReport) -> str:
-    settings = report.settings
-    quality = f"silhouette {report.silhouette:.2f}" if report.silhouette is not None else ""
-    if report.silhouette_by_k:
-        tried = f"k={settings.k_min}..{max(report.silhouette_by_k)}"
-        how = f"k={report.k} chosen by {quality} among {tried}"
-    else:
-        how = f"k={report.k}" + (f", {quality}" if quality else "")
-    return f"{report.clustered} items · {how} · seed {settings.seed}"
-
-
-def _item_dict(item: TextItem, show: ShowPath) -> dict[str, Any]:
-    """An item without its text: JSON output names things, it does not copy them."""
-    return {
-        "id": item.id,
-        "path": show(item.path),
-        "start_line": item.start_line,
-        "end_line": item.end_line,
-        "size": item.size,
-        "mtime": item.mtime,
-    }
-
-
-def duplicates_as_dict(report: DedupeReport, show: ShowPath = _as_stored) -> dict[str, Any]:
+def duplicates_as_dict(report: DedupeReport, show: ShowPath = as_stored) -> dict[str, Any]:
     """The dedupe report as JSON-ready data (`--json`)."""
     return {
         "settings": asdict(report.settings),
@@ -368,7 +297,7 @@ def duplicates_as_dict(report: DedupeReport, show: ShowPath = _as_stored) -> dic
                 "keeper_reason": group.keeper_reason,
                 "members": [
                     {
-                        **_item_dict(m.item, show),
+                        **item_dict(m.item, show),
                         "keeper": m.linked_to is None,
                         "linked_to": m.linked_to,
                         "similarity": m.similarity,
@@ -378,46 +307,5 @@ def duplicates_as_dict(report: DedupeReport, show: ShowPath = _as_stored) -> dic
                 ],
             }
             for group in report.groups
-        ],
-    }
-
-
-def clusters_as_dict(
-    report: ClusterReport, items: Sequence[TextItem] = (), show: ShowPath = _as_stored
-) -> dict[str, Any]:
-    """The cluster report as JSON-ready data (`--json`); with the clustered `items`, each
-    cluster lists its members (as the representatives: path, lines, ...), representatives first."""
-    by_id = {item.id: item for item in items}
-
-    def members(cluster: Cluster) -> list[dict[str, Any]]:
-        if not by_id:
-            return []
-        first = [r.item.id for r in cluster.representatives]
-        rest = sorted(set(cluster.member_ids) - set(first))
-        return [_item_dict(by_id[i], show) for i in (*first, *rest)]
-
-    return {
-        "settings": asdict(report.settings),
-        "k": report.k,
-        "silhouette": report.silhouette,
-        "silhouette_by_k": {str(k): s for k, s in report.silhouette_by_k.items()},
-        "clustered": report.clustered,
-        "unembedded": report.unembedded,
-        "note": report.note,
-        "clusters": [
-            {
-                "index": c.index,
-                "label": c.label,
-                "keywords": list(c.keywords),
-                "size": c.size,
-                "cohesion": c.cohesion,
-                "representatives": [
-                    {**_item_dict(r.item, show), "similarity": r.similarity}
-                    for r in c.representatives
-                ],
-                "member_ids": list(c.member_ids),
-                **({"members": members(c)} if by_id else {}),
-            }
-            for c in report.clusters
         ],
     }

@@ -1,0 +1,26 @@
+"""The `.tpsearch/` folder: a SQLite database (the source of truth) and a FAISS cache.
+
+`Collection` (in `facade.py`) is the API; the modules beside it each do one job: `sources`
+and `scanning` find and read files, `chunking` cuts them, `embedding` and `indexing` turn them
+into stored vectors, `search` answers queries, `store`/`schema` hold the data, `vector_index`
+and `vector_cache` keep the FAISS copy, `locking` allows one writer. The collection knows the
+embedding engine only through the `Encoder` protocol (`tpsearch.engine.encoder`).
+"""
+
+from tpsearch.collection.facade import (
+    INDEX_DIR_NAME,
+    Collection,
+    CollectionStatus,
+    EncoderFactory,
+    default_encoder_factory,
+    find_index_dir,
+)
+
+__all__ = [
+    "INDEX_DIR_NAME",
+    "Collection",
+    "CollectionStatus",
+    "EncoderFactory",
+    "default_encoder_factory",
+    "find_index_dir",
+]
