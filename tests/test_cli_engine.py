@@ -74,8 +74,30 @@ def test_eval_sts_shows_both_methods(tiny_model: Callable[[str], Path], tmp_path
     result = runner.invoke(app, ["eval", "sts", str(data), "--json", *model_args(tiny_model())])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["pairs"] == 3 and report["skipped"] == 1
+    assert report["pairs"] == 3 and report["skipped"] == 1 and report["pairs_used"] == "3 pairs"
     assert report["tp"] is not None and report["baseline"] is not None
+    interval = report["tp_minus_plain"]
+    assert interval["low"] <= interval["difference"] <= interval["high"]
+    assert interval["difference"] == pytest.approx(report["tp"] - report["baseline"], abs=2e-3)
+    assert interval["resamples"] == 1000 and interval["confidence"] == 0.95
+
+
+def test_eval_sts_says_when_it_samples_and_takes_no_tp(tiny_model: Callable[[str], Path]) -> None:
+    dev = "data/sts/sts-dev.csv"
+    sampled = runner.invoke(app, ["eval", "sts", dev, "--pairs", "30", *model_args(tiny_model())])
+    assert sampled.exit_code == 0, sampled.output
+    assert "STS, 30 of 1500 pairs" in sampled.stdout
+    assert "TP minus plain prompt:" in sampled.stdout and "95% interval" in sampled.stdout
+    args = ["eval", "sts", dev, "--pairs", "30", "--no-tp", *model_args(tiny_model())]
+    plain = runner.invoke(app, [*args, "--json"])
+    assert plain.exit_code == 0, plain.output
+    report = json.loads(plain.stdout)
+    assert report["pairs_used"] == "30 of 1500 pairs" and report["sampled_from"] == 1500
+    assert report["tp"] is None and report["tp_minus_plain"] is None
+    assert report["tp_note"] == "--no-tp: the plain prompt only"
+    shown = runner.invoke(app, args)
+    assert "with TP" not in shown.stdout and "plain prompt" in shown.stdout
+    assert "TP not scored: --no-tp" in shown.stdout
 
 
 def test_calibrate_saves_and_later_runs_use_it(
@@ -84,14 +106,93 @@ def test_calibrate_saves_and_later_runs_use_it(
     args = ["calibrate", "--pairs", "20", "--tp-ends", "2-3", "--json", *model_args(tiny_model())]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    best = json.loads(result.stdout)["best"]
+    report = json.loads(result.stdout)
+    chosen = report["chosen"]
+    assert report["pairs_used"] == "20 of 1500 pairs" and report["saved"]["tp"] == chosen["tp"]
+    assert chosen["tp"] == (report["outcome"] == "tp")
+    interval = report["tp_minus_plain"]
+    assert interval == report["best"]["minus_plain"] and interval["low"] <= interval["high"]
+    assert len(report["grid"][0][0]) == 2 and len(report["baseline"][0]) == 6
     saved = json.loads((private_home / "calibrations.json").read_text())
     (record,) = saved.values()
-    assert (record["tp_end"], record["exit_layer"]) == (best["tp_end"], best["exit_layer"])
+    assert (record["tp"], record["exit_layer"]) == (chosen["tp"], chosen["exit_layer"])
+    again = runner.invoke(app, [*args[:-5], *model_args(tiny_model())], env={"COLUMNS": "80"})
+    message = " ".join(again.stdout.split())
+    assert (
+        f"Saved for {tiny_model().resolve()} (last pooling) in "
+        f"{private_home / 'calibrations.json'}: later runs with this model use it unless you "
+        "pass --template/--tp-start/--tp-end/--exit-layer."
+    ) in message
     shown = runner.invoke(app, ["inspect", "x", "--json", *model_args(tiny_model())])
     settings = json.loads(shown.stdout)["settings"]
     assert settings["layer settings from"].startswith("calibrated")
-    assert settings["exit_layer"].startswith(f"{best['exit_layer']} of")
+    assert settings["exit_layer"].startswith(f"{chosen['exit_layer']} of")
+
+    mean = runner.invoke(app, ["inspect", "x", "--pooling", "mean", *model_args(tiny_model())])
+    assert mean.exit_code == 0, mean.output
+    assert mean.stderr.count("was made with last pooling and is not used with mean pooling") == 1
+    assert "run tpsearch calibrate --pooling mean" in mean.stderr
+
+
+def test_calibrate_no_tp_saves_the_plain_prompt(
+    tiny_model: Callable[[str], Path], private_home: Path
+) -> None:
+    args = ["calibrate", "--pairs", "20", "--no-tp", "--templates", "prompteol,pcot"]
+    result = runner.invoke(app, [*args, "--json", *model_args(tiny_model())])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "no-tp" and report["ranking"] == [] and report["passes"] == 2
+    assert report["chosen"]["tp"] is False and report["saved"]["tp"] is False
+    (record,) = json.loads((private_home / "calibrations.json").read_text()).values()
+    assert record["tp"] is False and record["template"] == report["chosen"]["template"]
+    shown = runner.invoke(app, ["inspect", "x", "--json", *model_args(tiny_model())])
+    settings = json.loads(shown.stdout)["settings"]
+    assert "(plain prompt)" in settings["layer settings from"]
+
+
+def test_calibrate_reads_at_80_columns_best_first_with_a_heat_map(
+    tiny_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    png = tmp_path / "grid.png"
+    args = ["calibrate", "--pairs", "30", "--tp-starts", "0-1", "--templates", "eol,pcot"]
+    args.append("--no-save")  # the saved message names a file, as long as its path
+    result = runner.invoke(
+        app, [*args, "--plot", str(png), *model_args(tiny_model())], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    assert lines[0].startswith("Best settings on 30 of 1500 pairs")
+    ranked = [line.split("│") for line in lines if line.lstrip()[:2].strip().isdigit()]
+    scores = [float(cells[4]) for cells in ranked]
+    assert len(scores) == 10 and scores == sorted(scores, reverse=True)
+    best = next(line for line in lines if line.startswith("best TP:"))
+    assert best.endswith(f"{scores[0]:.2f}")
+    text = " ".join(lines)
+    assert "swept: 2 templates (prompteol, pcot), tp_start 0-1, tp_end 1-2, exit 1-6" in text
+    assert "the one to use (not saved)" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"heat map written to {png}" in result.stderr
+
+
+def test_calibrate_checks_the_plot_path_before_the_sweep(
+    tiny_model: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpsearch.engine.evaluation
+
+    def no_sweep(*_: object, **__: object) -> None:
+        raise AssertionError("the plot path must be checked before the sweep")
+
+    monkeypatch.setattr(tpsearch.engine.evaluation, "calibrate", no_sweep)
+    for bad, message in [
+        (tmp_path / "missing" / "grid.png", "does not exist"),
+        (tmp_path / "grid.pdf", "name it *.png"),
+    ]:
+        args = ["calibrate", "--plot", str(bad), *model_args(tiny_model())]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.stderr
+    both = runner.invoke(app, ["calibrate", "--tp-start", "1", "--tp-starts", "0-2"])
+    assert both.exit_code == 2 and "pass --tp-start or --tp-starts, not both" in both.stderr
 
 
 def test_terminal_output_of_the_engine_commands(
@@ -108,13 +209,15 @@ def test_terminal_output_of_the_engine_commands(
     )
     scored = runner.invoke(app, ["eval", "sts", str(data), *model_args(tiny_model())])
     assert scored.exit_code == 0
-    assert "with TP" in scored.stdout and "without TP" in scored.stdout
+    assert "with TP" in scored.stdout and "plain prompt" in scored.stdout
     assert "1 malformed rows skipped" in scored.stdout
     swept = runner.invoke(
         app, ["calibrate", "--data", str(data), "--tp-ends", "2", *model_args(tiny_model())]
     )
     assert swept.exit_code == 0, swept.output
-    assert "best: TP layers [1, 2)" in swept.stdout and "no TP" in swept.stdout
+    assert "best TP:     prompteol, TP layers [1, 2)" in swept.stdout
+    assert "best plain:  prompteol, exit" in swept.stdout
+    assert "3 pairs" in swept.stdout and "of 1500" not in swept.stdout
     as_array = runner.invoke(
         app, ["embed", "a", "b", "--format", "json", *model_args(tiny_model())]
     )

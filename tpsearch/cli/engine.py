@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -105,6 +106,7 @@ def eval_sts(
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     template: TemplateOpt = None,
+    tp: TpOpt = None,
     tp_start: TpStartOpt = None,
     tp_end: TpEndOpt = None,
     exit_layer: ExitOpt = None,
@@ -113,8 +115,14 @@ def eval_sts(
     max_length: MaxLengthOpt = None,
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
-    """Spearman x100 on FILE, with Token Prepending and without it (same template and exit)."""
-    from tpsearch.cli.render.engine import progress_bar, render_sts
+    """Spearman x100 on FILE with Token Prepending and with the plain prompt (same exit).
+
+    Gives a 95% paired-bootstrap interval for "TP minus plain prompt" (same template).
+
+    --no-tp scores the plain prompt only.
+    """
+    from tpsearch.cli.render.engine import progress_bar
+    from tpsearch.cli.render.evaluation import render_sts
     from tpsearch.engine.evaluation import evaluate_sts, read_pairs
 
     data = read_pairs(file).sample(pairs)
@@ -130,39 +138,101 @@ def calibrate(
         Path | None, typer.Option(help="Dev set (default: the shipped STS-Benchmark dev).")
     ] = None,
     pairs: Annotated[int, typer.Option(help="Use a seeded sample of N pairs (0: all).")] = 500,
+    templates: Annotated[
+        str | None,
+        typer.Option(help="Templates to sweep, e.g. prompteol,pcot,knowledge (default: one)."),
+    ] = None,
+    tp_starts: Annotated[
+        str | None, typer.Option(help="TP start layers to sweep, e.g. 0-2 (default: one).")
+    ] = None,
     tp_ends: Annotated[
         str | None, typer.Option(help="TP end layers to sweep, e.g. 2-10 or 3,5,7.")
     ] = None,
-    save: Annotated[bool, typer.Option(help="Save the best setting for this model.")] = True,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the full grid as a heat map to FILE.png.")
+    ] = None,
+    save: Annotated[bool, typer.Option(help="Save the chosen setting for this model.")] = True,
     batch_size: BatchOpt = 32,
     as_json: JsonOpt = False,
     model: ModelOpt = None,
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     template: TemplateOpt = None,
+    tp: TpOpt = None,
     tp_start: TpStartOpt = None,
     pooling: PoolingOpt = None,
     pst_init: PstInitOpt = None,
     max_length: MaxLengthOpt = None,
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
-    """Sweep the TP end layer and the exit layer on a dev set; save the best for this model."""
-    from tpsearch.cli.render.engine import progress_bar, render_calibration
+    """Sweep TP layers and the exit layer on a dev set; save the best setting for this model.
+
+    TP is saved only when its 95% paired-bootstrap interval over the best plain prompt is > 0.
+
+    Otherwise the plain prompt at its best exit layer is saved.
+
+    --no-tp sweeps the plain prompt's exit layer only.
+    """
+    from tpsearch.cli.render.engine import progress_bar
+    from tpsearch.cli.render.evaluation import render_calibration
+    from tpsearch.cli.render.heatmap import check_plot_path, plot_calibration
     from tpsearch.engine.calibration import CalibrationStore
     from tpsearch.engine.evaluation import calibrate as run_calibration
     from tpsearch.engine.evaluation import read_pairs, shipped_sts_dev
 
+    options = {**locals(), "tp_start": None}  # the sweep sets tp_start per pass
+    if plot is not None:
+        check_plot_path(plot)  # before the sweep, not after it
+    _not_both("template", template, templates)
+    _not_both("tp-start", tp_start, tp_starts)
+    swept_templates = parse_names(templates) or ([template] if template is not None else None)
+    starts = parse_layers(tp_starts) or ([tp_start] if tp_start is not None else None)
     source = data or shipped_sts_dev()
     dev = read_pairs(source).sample(pairs)
-    settings = encoder_settings(locals())
-    encoder = load_encoder(settings)
-    with progress_bar(stderr, "calibrating") as progress:
-        result = run_calibration(encoder, dev, parse_layers(tp_ends), batch_size, progress)
+    settings = encoder_settings(options)
+    with warnings.catch_warnings():
+        # "not used with mean pooling: run tpsearch calibrate --pooling mean" is this run.
+        warnings.filterwarnings("ignore", message="the calibration of .* pooling")
+        encoder = load_encoder(settings)
+        with progress_bar(stderr, "calibrating") as progress:
+            result = run_calibration(
+                encoder,
+                dev,
+                parse_layers(tp_ends),
+                batch_size,
+                progress,
+                tp_starts=starts,
+                templates=swept_templates,
+            )
     saved = None
     if save and settings.calibration_file is not None:
-        CalibrationStore(settings.calibration_file).put(result.record(encoder, str(source)))
+        CalibrationStore(settings.calibration_file).put(
+            result.record(encoder.model_id, settings.pooling, str(source))
+        )
         saved = str(settings.calibration_file)
-    render_calibration(stdout, result, saved, as_json)
+    if plot is not None:
+        plot_calibration(result, plot, f"{encoder.model_id}, {Path(source).name}")
+    render_calibration(
+        stdout, result, as_json, saved_to=saved, model=encoder.model_id, pooling=settings.pooling
+    )
+    if plot is not None:
+        stderr.print(f"heat map written to {plot}", soft_wrap=True, highlight=False)
+
+
+def _not_both(name: str, one: object, many: object) -> None:
+    """--template X or --templates X,Y (and --tp-start or --tp-starts), never both."""
+    if one is not None and many is not None:
+        raise ConfigError(f"pass --{name} or --{name}s, not both (--{name}s takes a list)")
+
+
+def parse_names(spec: str | None) -> list[str] | None:
+    """'prompteol,pcot' as a list of names."""
+    if spec is None:
+        return None
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise ConfigError(f"invalid template list {spec!r}: write e.g. prompteol,pcot,knowledge")
+    return names
 
 
 def parse_layers(spec: str | None) -> list[int] | None:

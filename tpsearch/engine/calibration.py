@@ -2,7 +2,8 @@
 
 The paper's stated limitation is that the best TP end layer and exit layer differ per model,
 data and prompt; `tpsearch calibrate` finds them on a dev set and records them here: a small
-JSON file (by default in the user's tpsearch config folder), keyed by model and pooling.
+JSON file (by default in the user's tpsearch config folder), keyed by model and pooling. A
+record may say "TP off": on that model and data no TP setting beat the plain prompt.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any
 
 from tpsearch.engine.settings import LayerPreset
 from tpsearch.errors import DataError, TpsearchWarning
+
+# (file, model, pooling) already warned about: every encoder variant resolves its settings,
+# and one evaluation builds several, but the user needs to read it once.
+_WARNED: set[tuple[str, str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,22 @@ class CalibrationRecord:
     data: str  # the file it was calibrated on
     pairs: int
     created: str  # ISO timestamp
+    tp: bool = True  # False: the plain prompt at exit_layer scored best (records before: True)
+    # The best TP setting minus the best plain prompt, x100, and its 95% bootstrap interval.
+    tp_minus_plain: float | None = None
+    tp_minus_plain_low: float | None = None
+    tp_minus_plain_high: float | None = None
 
     def as_preset(self) -> LayerPreset:
+        where = f"calibrated on {Path(self.data).name}"
         return LayerPreset(
-            f"calibrated on {Path(self.data).name}",
+            where if self.tp else f"{where} (plain prompt)",
             self.num_layers,
             self.template,
             self.tp_start,
             self.tp_end,
             self.exit_layer,
+            self.tp,
         )
 
 
@@ -84,8 +96,29 @@ class CalibrationStore:
             return None
 
     def get(self, model: str, pooling: str) -> LayerPreset | None:
+        """The calibrated setting for `model` with `pooling`; when there is none but one for
+        another pooling, a TpsearchWarning says so (once per file, model and pooling)."""
         record = self.record(model, pooling)
+        if record is None:
+            self._warn_other_pooling(model, pooling)
         return record.as_preset() if record else None
+
+    def _warn_other_pooling(self, model: str, pooling: str) -> None:
+        others = sorted(
+            key.rsplit("::", 1)[1]
+            for key in self._read()
+            if key.rsplit("::", 1)[0] == model and key != self.key(model, pooling)
+        )
+        memo = (str(self.path.resolve()), model, pooling)
+        if not others or memo in _WARNED:
+            return
+        _WARNED.add(memo)
+        warnings.warn(
+            f"the calibration of {model} was made with {' and '.join(others)} pooling and is "
+            f"not used with {pooling} pooling: run tpsearch calibrate --pooling {pooling}",
+            TpsearchWarning,
+            stacklevel=3,
+        )
 
     def put(self, record: CalibrationRecord) -> None:
         data = self._read()

@@ -1,177 +1,62 @@
 """STS evaluation and layer calibration: Spearman x100 of cosine similarity against gold scores.
 
-The paper's stated limitation is that the best TP end layer and exit layer vary with the model,
-the data and the prompt. `calibrate` sweeps the TP end layer; each sweep point is one forward
-pass that yields every exit layer at once, so a full grid costs a handful of passes.
+`evaluate_sts` scores one setting with Token Prepending and the plain prompt of the same
+template at the same exit layer, with a paired bootstrap interval for the difference.
+`calibrate` sweeps templates, TP start and end layers; each (template, tp_start, tp_end) is one
+forward pass that yields every exit layer at once, plus one plain-prompt pass per template.
+Reading the data is `sts_data`, the statistics `bootstrap`, choosing what to save `sweep`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tpsearch.engine.calibration import CalibrationRecord
+from tpsearch.engine.bootstrap import PairedDifference, paired_bootstrap, spearman
+from tpsearch.engine.sts_data import PairFormat, SentencePairs, read_pairs, shipped_sts_dev
+from tpsearch.engine.sweep import CalibrationResult, SweepSetting, TpKey, summarise_sweep
 from tpsearch.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from tpsearch.engine.token_prepending import TPEncoder
 
-PairFormat = Literal["stsb", "sick", "plain"]
+__all__ = [
+    "CalibrationResult",
+    "PairFormat",
+    "SentencePairs",
+    "StsResult",
+    "SweepSetting",
+    "calibrate",
+    "default_tp_ends",
+    "evaluate_sts",
+    "pair_spearmans",
+    "read_pairs",
+    "shipped_sts_dev",
+    "spearman",
+]
+
 Progress = Callable[[int, int], None]  # (texts done, texts in all) across every pass
 
 
-@dataclass(frozen=True)
-class SentencePairs:
-    """Sentence pairs with gold similarity scores, and what reading them skipped."""
-
-    first: tuple[str, ...]
-    second: tuple[str, ...]
-    scores: np.ndarray  # (N,) float64 gold scores
-    format: PairFormat
-    skipped: int  # malformed rows, counted rather than fatal
-    source: str
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-    def sample(self, count: int, seed: int = 0) -> SentencePairs:
-        """A seeded random subset of `count` pairs (all of them when count is 0 or too large)."""
-        if count <= 0 or count >= len(self):
-            return self
-        chosen = np.sort(np.random.default_rng(seed).choice(len(self), count, replace=False))
-        return replace(
-            self,
-            first=tuple(self.first[i] for i in chosen),
-            second=tuple(self.second[i] for i in chosen),
-            scores=self.scores[chosen],
-        )
-
-
-def shipped_sts_dev() -> Path:
-    """The STS-Benchmark dev set shipped with tpsearch (CC BY-SA 4.0; see its licence file)."""
-    packaged = resources.files("tpsearch") / "_data" / "sts" / "sts-dev.csv"
-    candidates = [Path(str(packaged)), Path(__file__).resolve().parents[2] / "data/sts/sts-dev.csv"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise DataError("the shipped STS-Benchmark dev set is missing: pass --data FILE")
-
-
-def read_pairs(path: Path) -> SentencePairs:
-    """Read STS-Benchmark, SICK or plain `sentence1<TAB>sentence2<TAB>score` files.
-
-    Fields are split on tabs (never a CSV parser: STS sentences hold quotes). STS-Benchmark
-    rows are genre, file, year, id, score, sentence1, sentence2 and sometimes two more columns;
-    SICK has a header naming sentence_A, sentence_B and relatedness_score.
-    """
-    try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError as error:
-        raise DataError(f"no such file: {path}") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {path} as UTF-8 text: {error}") from error
-    rows = [line.split("\t") for line in lines if line.strip()]
-    if not rows:
-        raise DataError(f"{path} is empty")
-
-    header = [column.strip().lower() for column in rows[0]]
-    layout: tuple[PairFormat, int, int, int] | None = None  # format, sentence columns, score
-    if "relatedness_score" in header:
-        try:
-            layout = (
-                "sick",
-                header.index("sentence_a"),
-                header.index("sentence_b"),
-                header.index("relatedness_score"),
-            )
-        except ValueError as error:
-            raise DataError(f"{path}: a SICK header needs sentence_A and sentence_B") from error
-        rows = rows[1:]
-    elif len(rows[0]) == 3 and _number(rows[0][2]) is None and "score" in header[2]:
-        rows = rows[1:]  # a header line of a plain file, not a malformed row
-
-    first, second, scores = [], [], []
-    skipped = 0
-    for row in rows:
-        if layout is None:
-            layout = _guess_layout(row)
-        parsed = _parse_row(row, layout) if layout is not None else None
-        if parsed is None:
-            skipped += 1
-            continue
-        first.append(parsed[0])
-        second.append(parsed[1])
-        scores.append(parsed[2])
-    if layout is None or not first:
-        raise DataError(
-            f"{path}: no sentence pairs found ({skipped} malformed rows); expected "
-            "STS-Benchmark, SICK, or sentence1<TAB>sentence2<TAB>score lines"
-        )
-    return SentencePairs(
-        tuple(first), tuple(second), np.array(scores), layout[0], skipped, str(path)
-    )
-
-
-def _guess_layout(row: list[str]) -> tuple[PairFormat, int, int, int] | None:
-    if len(row) >= 7 and _number(row[4]) is not None:
-        return ("stsb", 5, 6, 4)
-    if len(row) == 3 and _number(row[2]) is not None:
-        return ("plain", 0, 1, 2)
-    return None
-
-
-def _parse_row(
-    row: list[str], layout: tuple[PairFormat, int, int, int]
-) -> tuple[str, str, float] | None:
-    _, a, b, score_column = layout
-    if len(row) <= max(a, b, score_column):
-        return None
-    score = _number(row[score_column])
-    first, second = row[a].strip(), row[b].strip()
-    if score is None or not first or not second:
-        return None
-    return first, second, score
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (ties get their average rank); NaN when either is constant."""
-    rx, ry = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    return float(rx @ ry) / denominator if denominator > 0 else math.nan
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    starts = np.cumsum(counts) - counts  # ranks before each distinct value
-    return (starts + (counts + 1) / 2.0)[inverse]
+def pair_similarities(
+    vectors: dict[int, np.ndarray], index: dict[str, int], pairs: SentencePairs
+) -> dict[int, np.ndarray]:
+    """Cosine similarity of each pair (unit vectors: a dot product) per exit layer: (N,) each."""
+    a = np.array([index[s] for s in pairs.first])
+    b = np.array([index[s] for s in pairs.second])
+    return {layer: np.einsum("nd,nd->n", v[a], v[b]) for layer, v in vectors.items()}
 
 
 def pair_spearmans(
     vectors: dict[int, np.ndarray], index: dict[str, int], pairs: SentencePairs
 ) -> dict[int, float]:
-    """Spearman x100 of cosine similarity (unit vectors: a dot product) per exit layer."""
-    a = np.array([index[s] for s in pairs.first])
-    b = np.array([index[s] for s in pairs.second])
-    return {
-        layer: 100.0 * spearman(np.einsum("nd,nd->n", v[a], v[b]), pairs.scores)
-        for layer, v in vectors.items()
-    }
+    """Spearman x100 of cosine similarity per exit layer."""
+    similarities = pair_similarities(vectors, index, pairs)
+    return {layer: 100.0 * spearman(s, pairs.scores) for layer, s in similarities.items()}
 
 
 def _require_scorable(pairs: SentencePairs) -> None:
@@ -188,59 +73,13 @@ def _unique_sentences(pairs: SentencePairs) -> tuple[list[str], dict[str, int]]:
     return sentences, {s: i for i, s in enumerate(sentences)}
 
 
-@dataclass(frozen=True)
-class StsResult:
-    """Spearman x100 with Token Prepending and for the same template without it."""
-
-    pairs: int
-    skipped: int
-    tp: float | None  # None when the template has no <PST> slot
-    baseline: float
-    tp_settings: str
-    baseline_settings: str
-
-
-def evaluate_sts(
-    encoder: TPEncoder, pairs: SentencePairs, batch_size: int = 32, progress: Progress | None = None
-) -> StsResult:
-    """Score `pairs` with TP (the encoder's settings) and without (same template and exit)."""
-    _require_scorable(pairs)
-    sentences, index = _unique_sentences(pairs)
-    with_tp = encoder if encoder.tp.tp else None
-    if with_tp is None and encoder.tp.template.has_pst:
-        with_tp = encoder.variant(tp=True)
-    baseline = encoder.variant(tp=False)
-    runs = [e for e in (with_tp, baseline) if e is not None]
-    scores = []
-    for done, variant in enumerate(runs):
-        layer = variant.tp.exit_layer
-        vectors = {
-            layer: variant.encode(sentences, batch_size, _offset(progress, done, runs, sentences))
-        }
-        scores.append(pair_spearmans(vectors, index, pairs)[layer])
-    return StsResult(
-        pairs=len(pairs),
-        skipped=pairs.skipped,
-        tp=scores[0] if with_tp is not None else None,
-        baseline=scores[-1],
-        tp_settings=_describe(with_tp) if with_tp is not None else "template has no <PST>",
-        baseline_settings=_describe(baseline),
-    )
-
-
-def _describe(encoder: TPEncoder) -> str:
-    tp = encoder.tp
-    layers = f"TP layers [{tp.tp_start}, {tp.tp_end})" if tp.tp else "no TP"
-    return f"{tp.template.name}, {layers}, exit {tp.exit_layer}/{tp.num_layers}"
-
-
 def _offset(
-    progress: Progress | None, done: int, runs: Sequence[object], sentences: Sequence[str]
+    progress: Progress | None, done: int, passes: int, sentences: Sequence[str]
 ) -> Callable[[int], None] | None:
-    """Adapt a (done, total) progress callback to one pass among several."""
+    """Adapt a (done, total) progress callback to pass number `done` of `passes`."""
     if progress is None:
         return None
-    total = len(runs) * len(sentences)
+    total = passes * len(sentences)
     state = {"done": done * len(sentences)}
 
     def step(count: int) -> None:
@@ -251,58 +90,79 @@ def _offset(
 
 
 @dataclass(frozen=True)
-class CalibrationResult:
-    """Spearman x100 for every (TP end layer, exit layer), and the template without TP."""
+class StsResult:
+    """Spearman x100 with Token Prepending and for the same template without it."""
 
-    tp_start: int
-    tp_ends: tuple[int, ...]
-    exits: tuple[int, ...]  # hidden_states indices 1..L
-    grid: np.ndarray  # (len(tp_ends), len(exits)); NaN where exit < tp_end (not a valid setting)
-    baseline: np.ndarray  # (len(exits),) the same template without TP
     pairs: int
+    sampled_from: int | None  # pairs in the file when `pairs` were a sample of them
     skipped: int
+    tp: float | None  # None when TP was not scored (see tp_note)
+    baseline: float  # the plain prompt: same template, same exit layer
+    tp_settings: str | None
+    baseline_settings: str
+    tp_minus_plain: PairedDifference | None  # with a 95% paired bootstrap interval
+    tp_note: str | None = None  # why TP was not scored
 
-    @property
-    def best(self) -> tuple[int, int, float]:
-        """(tp_end, exit layer, Spearman x100) of the best valid setting."""
-        if not np.isfinite(self.grid).any():
-            raise DataError(
-                "no setting gave a defined Spearman correlation (every similarity was equal): "
-                "check the model and the data"
-            )
-        row, column = np.unravel_index(np.nanargmax(self.grid), self.grid.shape)
-        return self.tp_ends[row], self.exits[column], float(self.grid[row, column])
 
-    @property
-    def best_baseline(self) -> tuple[int, float]:
-        if not np.isfinite(self.baseline).any():
-            return self.exits[-1], math.nan
-        column = int(np.nanargmax(self.baseline))
-        return self.exits[column], float(self.baseline[column])
+def evaluate_sts(
+    encoder: TPEncoder, pairs: SentencePairs, batch_size: int = 32, progress: Progress | None = None
+) -> StsResult:
+    """Score `pairs` with TP (the encoder's settings) and without (same template and exit).
 
-    def record(self, encoder: TPEncoder, data: str) -> CalibrationRecord:
-        tp_end, exit_layer, score = self.best
-        template = encoder.tp.template
-        return CalibrationRecord(
-            model=encoder.model_id,
-            pooling=encoder.requested.pooling,
-            template=template.name if template.name != "custom" else template.text,
-            tp_start=self.tp_start,
-            tp_end=tp_end,
-            exit_layer=exit_layer,
-            num_layers=encoder.tp.num_layers,
-            spearman=round(score, 2),
-            baseline_spearman=round(self.best_baseline[1], 2),
-            data=data,
-            pairs=self.pairs,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
+    With `tp=False` requested (`--no-tp`) only the plain prompt is scored.
+    """
+    _require_scorable(pairs)
+    sentences, index = _unique_sentences(pairs)
+    with_tp, note = _tp_variant(encoder)
+    baseline = encoder.variant(tp=False)
+    runs = [e for e in (with_tp, baseline) if e is not None]
+    similarities = []
+    for done, variant in enumerate(runs):
+        layer = variant.tp.exit_layer
+        step = _offset(progress, done, len(runs), sentences)
+        vectors = {layer: variant.encode(sentences, batch_size, step)}
+        similarities.append(pair_similarities(vectors, index, pairs)[layer])
+    scores = [100.0 * spearman(s, pairs.scores) for s in similarities]
+    difference = None
+    if with_tp is not None:
+        difference = paired_bootstrap(similarities[0], similarities[1], pairs.scores)
+    return StsResult(
+        pairs=len(pairs),
+        sampled_from=pairs.sampled_from,
+        skipped=pairs.skipped,
+        tp=scores[0] if with_tp is not None else None,
+        baseline=scores[-1],
+        tp_settings=_describe(with_tp) if with_tp is not None else None,
+        baseline_settings=_describe(baseline),
+        tp_minus_plain=difference,
+        tp_note=note,
+    )
+
+
+def _tp_variant(encoder: TPEncoder) -> tuple[TPEncoder | None, str | None]:
+    """The encoder with TP on, or None and why not."""
+    if not encoder.requested.tp:
+        return None, "--no-tp: the plain prompt only"
+    if not encoder.tp.template.has_pst:
+        return None, "the template has no <PST> slot: the plain prompt only"
+    if encoder.tp.tp:
+        return encoder, None
+    return None, (
+        "the saved calibration of this model chose the plain prompt: pass --tp-start and "
+        "--tp-end to score TP too"
+    )
+
+
+def _describe(encoder: TPEncoder) -> str:
+    tp = encoder.tp
+    layers = f"TP layers [{tp.tp_start}, {tp.tp_end})" if tp.tp else "no TP"
+    return f"{tp.template.name}, {layers}, exit {tp.exit_layer}/{tp.num_layers}"
 
 
 def default_tp_ends(tp_start: int, num_layers: int) -> tuple[int, ...]:
     """TP end layers worth sweeping: the paper's best were 3-8 of 28-42 layers; go to 40%."""
     top = max(tp_start + 1, round(0.4 * num_layers))
-    return tuple(range(tp_start + 1, top + 1))
+    return tuple(range(tp_start + 1, min(top, num_layers) + 1))
 
 
 def calibrate(
@@ -311,35 +171,132 @@ def calibrate(
     tp_ends: Sequence[int] | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
+    *,
+    tp_starts: Sequence[int] | None = None,
+    templates: Sequence[str] | None = None,
 ) -> CalibrationResult:
-    """Sweep the TP end layer (one pass each, every exit layer at once) plus a no-TP pass."""
-    if not encoder.tp.template.has_pst:
-        raise ConfigError("calibration needs a template with <PST>: Token Prepending sweeps it")
+    """Sweep templates x TP start x TP end (one pass each, every exit layer at once), plus a
+    plain-prompt pass per template, and choose the setting to save (see `sweep`).
+
+    Defaults: the encoder's template and tp_start, TP end layers up to 40% of the depth. With
+    `tp=False` requested only the plain prompt's exit layer is swept.
+    """
     _require_scorable(pairs)
     num_layers = encoder.tp.num_layers
-    tp_start = encoder.tp.tp_start if encoder.tp.tp else 1
-    ends = tuple(sorted(set(tp_ends))) if tp_ends else default_tp_ends(tp_start, num_layers)
-    if ends[0] <= tp_start or ends[-1] > num_layers:
+    specs = _template_specs(encoder, templates)
+    tp_wanted = encoder.requested.tp
+    with_slot = [t for t, spec in enumerate(specs) if _has_pst(spec)] if tp_wanted else []
+    if tp_wanted and not with_slot:
         raise ConfigError(
-            f"TP end layers must lie in {tp_start + 1}..{num_layers} (after tp_start "
-            f"{tp_start}, within the model's {num_layers} layers): pass e.g. --tp-ends "
-            f"{tp_start + 1}-{max(tp_start + 1, num_layers // 2)}"
+            "calibration sweeps Token Prepending, but no template has a <PST> slot: use a "
+            "builtin template, put <PST> before {text}, or pass --no-tp to sweep the plain prompt"
         )
-    sentences, index = _unique_sentences(pairs)
+    starts = tuple(sorted(set(tp_starts))) if tp_starts else (_default_start(encoder),)
+    ends = tuple(sorted(set(tp_ends))) if tp_ends else default_tp_ends(starts[0], num_layers)
+    if tp_wanted:
+        _check_layers(starts, ends, num_layers)
     exits = tuple(range(1, num_layers + 1))
-    variants = [
-        encoder.variant(tp=True, tp_start=tp_start, tp_end=end, exit_layer=-1) for end in ends
+
+    tp_passes: list[TpKey] = [
+        (t, s, e)
+        for t in with_slot
+        for s, start in enumerate(starts)
+        for e, end in enumerate(ends)
+        if end > start
     ]
-    variants.append(encoder.variant(tp=False, exit_layer=-1))
-    rows = []
-    for done, variant in enumerate(variants):
-        step = _offset(progress, done, variants, sentences)
-        vectors = variant.encode_all_layers(sentences, batch_size, step)
-        scores = pair_spearmans(vectors, index, pairs)
-        rows.append([scores[layer] for layer in exits])
-    grid = np.array(rows[:-1])
-    for row, end in enumerate(ends):
-        grid[row, [column for column, layer in enumerate(exits) if layer < end]] = np.nan
-    return CalibrationResult(
-        tp_start, ends, exits, grid, np.array(rows[-1]), len(pairs), pairs.skipped
+    sentences, index = _unique_sentences(pairs)
+    passes = len(tp_passes) + len(specs)
+    grid = np.full((len(specs), len(starts), len(ends), len(exits)), np.nan)
+    tp_similarities: dict[TpKey, np.ndarray] = {}
+    for done, (t, s, e) in enumerate(tp_passes):
+        variant = encoder.variant(
+            template=specs[t], tp=True, tp_start=starts[s], tp_end=ends[e], exit_layer=-1
+        )
+        step = _offset(progress, done, passes, sentences)
+        similarities = _all_layers(variant, sentences, index, pairs, batch_size, step)
+        tp_similarities[(t, s, e)] = similarities
+        for x, layer in enumerate(exits):
+            if layer >= ends[e]:  # a copy feeds only layers that run before the exit
+                grid[t, s, e, x] = 100.0 * spearman(similarities[x], pairs.scores)
+    baseline = np.full((len(specs), len(exits)), np.nan)
+    plain_similarities: dict[int, np.ndarray] = {}
+    for t, spec in enumerate(specs):
+        variant = encoder.variant(template=spec, tp=False, exit_layer=-1)
+        step = _offset(progress, len(tp_passes) + t, passes, sentences)
+        similarities = _all_layers(variant, sentences, index, pairs, batch_size, step)
+        plain_similarities[t] = similarities
+        baseline[t] = [100.0 * spearman(row, pairs.scores) for row in similarities]
+    return summarise_sweep(
+        specs,
+        starts if tp_wanted else (),
+        ends if tp_wanted else (),
+        grid if tp_wanted else grid[:, :0, :0],
+        baseline,
+        tp_similarities,
+        plain_similarities,
+        pairs.scores,
+        tp_wanted=tp_wanted,
+        sampled_from=pairs.sampled_from,
+        skipped=pairs.skipped,
     )
+
+
+def _all_layers(
+    encoder: TPEncoder,
+    sentences: list[str],
+    index: dict[str, int],
+    pairs: SentencePairs,
+    batch_size: int,
+    step: Callable[[int], None] | None,
+) -> np.ndarray:
+    """(exits, pairs) cosine similarities from one pass over the sentences."""
+    vectors = encoder.encode_all_layers(sentences, batch_size, step)
+    similarities = pair_similarities(vectors, index, pairs)
+    return np.stack([similarities[layer] for layer in sorted(similarities)]).astype(np.float32)
+
+
+def _template_specs(encoder: TPEncoder, templates: Sequence[str] | None) -> tuple[str, ...]:
+    """Builtin names or template texts, each once; the encoder's own template by default."""
+    from tpsearch.engine.templates import Template
+
+    if not templates:
+        current = encoder.tp.template
+        return (current.name if current.name != "custom" else current.text,)
+    specs: list[str] = []
+    for given in templates:
+        template = Template.resolve(given)  # a ConfigError naming the builtin templates
+        spec = template.name if template.name != "custom" else template.text
+        if spec not in specs:
+            specs.append(spec)
+    return tuple(specs)
+
+
+def _has_pst(spec: str) -> bool:
+    from tpsearch.engine.templates import Template
+
+    return Template.resolve(spec).has_pst
+
+
+def _default_start(encoder: TPEncoder) -> int:
+    """The encoder's resolved tp_start; 1 (the paper's) when its settings have TP off."""
+    return encoder.tp.tp_start if encoder.tp.tp else 1
+
+
+def _check_layers(starts: tuple[int, ...], ends: tuple[int, ...], num_layers: int) -> None:
+    example = f"e.g. --tp-starts 0-2 --tp-ends 2-{max(2, math.ceil(0.4 * num_layers))}"
+    if starts[0] < 0 or starts[-1] >= num_layers:
+        raise ConfigError(
+            f"TP start layers must lie in 0..{num_layers - 1} (0-based layers of this "
+            f"{num_layers}-layer model): pass {example}"
+        )
+    if ends[0] < 1 or ends[-1] > num_layers:
+        raise ConfigError(
+            f"TP end layers must lie in 1..{num_layers} (one past the last layer fed a copy, "
+            f"within the model's {num_layers} layers): pass {example}"
+        )
+    stranded = [start for start in starts if not any(end > start for end in ends)]
+    if stranded:
+        raise ConfigError(
+            f"no TP end layer lies after tp_start {stranded[0]}: every tp_start needs a larger "
+            f"tp_end (TP layers are [tp_start, tp_end)); pass {example}"
+        )

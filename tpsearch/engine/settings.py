@@ -100,6 +100,7 @@ class LayerPreset:
     tp_start: int
     tp_end: int
     exit_layer: int
+    tp: bool = True  # False: a calibration found the plain prompt best (unless layers are given)
 
 
 # Matched on the lower-cased model id; a preset applies only when the depth matches too.
@@ -207,7 +208,8 @@ def resolve_tp_settings(
                 "<PST> before {text} in the template, or pass --no-tp"
             )
         source += "; template without <PST>: plain prompt"
-    tp = settings.tp and template.has_pst
+    plain_chosen = not base.tp and settings.tp_start is None and settings.tp_end is None
+    tp = settings.tp and template.has_pst and not plain_chosen
     if tp and not 0 <= tp_start <= tp_end <= exit_index:
         raise ConfigError(
             f"Token Prepending layers [{tp_start}, {tp_end}) must satisfy "
