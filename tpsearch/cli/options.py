@@ -18,7 +18,12 @@ from tpsearch.cli.app import stderr
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", envvar="TPSEARCH_MODEL", help="Hub id or local model directory."),
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="TPSEARCH_MODEL",
+        help="Hub id, local model directory, .gguf file, or packaged model (tpsearch models).",
+    ),
 ]
 PrecisionOpt = Annotated[
     str | None,
@@ -122,8 +127,13 @@ def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
 def load_encoder(settings: EncoderSettings) -> TPEncoder:
     from tpsearch.engine.token_prepending import TPEncoder
 
-    with stderr.status(f"loading {settings.model} ({settings.precision})"):
-        return TPEncoder(settings)
+    with stderr.status(f"loading {settings.model} ({settings.precision})") as status:
+
+        def phase(message: str) -> None:  # slow one-time steps, e.g. converting a GGUF
+            stderr.print(f"tpsearch: {message}", style="dim", highlight=False, soft_wrap=True)
+            status.update(message)
+
+        return TPEncoder(settings, phase=phase)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]

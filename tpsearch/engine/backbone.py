@@ -2,8 +2,8 @@
 
 Only the base model is loaded (`AutoModel`: embeddings, decoder layers, final norm): the LM
 head is never built, so its weights are neither read nor kept in memory. A model is named the
-way users name it (see `sources.py`: a hub id or a local directory). Every way this can fail
-ends in one `ModelLoadError` that says how to fix it.
+way users name it (see `sources.py`: a hub id, a local directory, a GGUF file or a packaged
+model). Every way this can fail ends in one `ModelLoadError` that says how to fix it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tpsearch.engine.settings import Precision
-from tpsearch.engine.sources import how_to_fix, locate
+from tpsearch.engine.sources import how_to_fix, resolve_model
 from tpsearch.errors import ConfigError, ModelLoadError, TpsearchWarning, first_line
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ class Backbone:
 
     model: PreTrainedModel  # the base model (no LM head)
     tokenizer: PreTrainedTokenizerBase
-    model_id: str  # hub id, or the absolute path of a local directory
-    revision: str | None  # hub commit of the weights, when known
+    model_id: str  # hub id, absolute path of a local directory or GGUF file, or packaged name
+    revision: str | None  # hub commit of the weights, or a GGUF's origin and SHA-256, when known
     precision: Precision  # what was actually loaded (after any fallback)
     device: torch.device
     dtype: torch.dtype  # dtype of the hidden states
@@ -144,19 +144,23 @@ def load_backbone(
     device: str = "auto",
     trust_remote_code: bool = False,
     model_cache: Path | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> Backbone:
     """Load `model`'s decoder stack and tokenizer on `device` in `precision`.
 
     With `model_cache`, a 4/8-bit model is quantized once and read back from there later
-    (see quantization.py): the same weights, a fraction of the load time.
+    (see quantization.py): the same weights, a fraction of the load time; a GGUF is converted
+    once and kept there too (without it, converted again in every process). `phase` hears
+    about slow one-time steps (converting a GGUF), for progress lines.
     """
     import torch
 
     from tpsearch.engine import quantization
 
     target = resolve_device(device)
-    source, local_only, model_id = locate(model)
     with quiet_libraries():
+        found = resolve_model(model, model_cache, phase)
+        source, local_only, model_id = found.path, found.local_only, found.model_id
         precision = _usable_precision(precision, target)
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         files = quantization.source_dir(source)
@@ -179,6 +183,7 @@ def load_backbone(
         quantization.prefer_dequantize_matmul(base)
     hub_snapshot = files is not None and not Path(source).is_dir()
     revision = files.name if hub_snapshot and files else getattr(base.config, "_commit_hash", None)
+    revision = found.revision or revision
     return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
 
 
@@ -201,13 +206,28 @@ def _load_or_fall_back(
     return base, dtype, "bf16"
 
 
-def load_tokenizer(model: str, trust_remote_code: bool = False) -> tuple[Any, str, int]:
-    """(tokenizer, model id to record, number of decoder layers) without loading any weights."""
-    source, local_only, model_id = locate(model)
+def load_tokenizer(
+    model: str, trust_remote_code: bool = False, model_cache: Path | None = None
+) -> tuple[Any, str, int]:
+    """(tokenizer, model id to record, number of decoder layers) without loading any weights.
+
+    A GGUF not converted yet is not converted for this: its tokenizer and depth are read from
+    the file itself (the converted copy's tokenizer is saved from that same tokenizer).
+    """
+    from tpsearch.engine.gguf_files import read_header
+
     with quiet_libraries():
-        tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
-        config = _load_config(source, local_only, trust_remote_code)
-    return tokenizer, model_id, int(config.num_hidden_layers)
+        found = resolve_model(model, model_cache, convert=False)
+        tokenizer = _load_tokenizer(
+            found.path, found.local_only, trust_remote_code, found.gguf_file
+        )
+        if found.gguf_file is not None:
+            layers = read_header(Path(found.path) / found.gguf_file).layers
+            if layers is None:
+                raise ModelLoadError(f"{found.gguf_file} does not say how many layers it has")
+            return tokenizer, found.model_id, layers
+        config = _load_config(found.path, found.local_only, trust_remote_code)
+    return tokenizer, found.model_id, int(config.num_hidden_layers)
 
 
 def resolve_device(device: str) -> str:
@@ -240,14 +260,17 @@ def _usable_precision(precision: Precision, device: str) -> Precision:
     return "bf16"
 
 
-def _load_tokenizer(source: str, local_only: bool, trust_remote_code: bool) -> Any:
+def _load_tokenizer(
+    source: str, local_only: bool, trust_remote_code: bool, gguf_file: str | None = None
+) -> Any:
     from transformers import AutoTokenizer
 
+    from_file = {"gguf_file": gguf_file} if gguf_file is not None else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            source, local_files_only=local_only, trust_remote_code=trust_remote_code
+            source, local_files_only=local_only, trust_remote_code=trust_remote_code, **from_file
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError) as error:
         message = f"cannot load the tokenizer of {source}: {first_line(error)}"
         raise ModelLoadError(message) from error
     if not getattr(tokenizer, "is_fast", False):

@@ -35,7 +35,7 @@ DEFAULT_TEMPLATE = "prompteol"
 class EncoderSettings:
     """How texts become vectors; `None` layer fields are resolved per model."""
 
-    model: str = DEFAULT_MODEL  # hub id ("Qwen/Qwen2.5-0.5B-Instruct") or a local directory
+    model: str = DEFAULT_MODEL  # hub id, local directory, .gguf file, or packaged (smollm2-135m)
     precision: Precision = "4bit"  # 4bit = bitsandbytes nf4 + double quant, bf16 compute
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:1, mps
     template: str | None = None  # builtin name or a template text; None: calibrated/preset
@@ -66,7 +66,10 @@ class EncoderSettings:
         if self.max_length < 8:
             raise ConfigError(f"max length must be at least 8 tokens, got {self.max_length}")
         if not self.model.strip():
-            raise ConfigError("the model must be a hub id or a local directory, got ''")
+            raise ConfigError(
+                "the model must be a hub id, a local directory, a .gguf file or a packaged "
+                "model name (tpsearch models), got ''"
+            )
         if self.template is not None:
             Template.resolve(self.template)  # raises a ConfigError naming the valid templates
 

@@ -65,8 +65,10 @@ class TPEncoder:
         settings: EncoderSettings | str | None = None,
         *,
         _backbone: Backbone | None = None,
+        phase: Callable[[str], None] | None = None,
         **overrides: Any,
     ) -> None:
+        """`phase` hears about slow one-time steps of loading (converting a GGUF)."""
         if isinstance(settings, str):
             settings = EncoderSettings(model=settings)
         self.requested = (settings or EncoderSettings()).with_overrides(**overrides)
@@ -76,6 +78,7 @@ class TPEncoder:
             self.requested.device,
             self.requested.trust_remote_code,
             self.requested.model_cache,
+            phase,
         )
         self.tp: TPSettings = resolve_layers(
             self.requested, self.backbone.model_id, self.backbone.num_layers
@@ -322,7 +325,9 @@ def resolve_layers(requested: EncoderSettings, model_id: str, num_layers: int) -
 
 def load_prompt_builder(settings: EncoderSettings) -> PromptBuilder:
     """The exact model input for these settings, from the tokenizer and config alone."""
-    tokenizer, model_id, num_layers = load_tokenizer(settings.model, settings.trust_remote_code)
+    tokenizer, model_id, num_layers = load_tokenizer(
+        settings.model, settings.trust_remote_code, settings.model_cache
+    )
     tp = resolve_layers(settings, model_id, num_layers)
     return PromptBuilder(tokenizer, tp, settings, model_id)
 
