@@ -28,8 +28,13 @@ def model_args(path: Path) -> list[str]:
     return ["--model", str(path), "--precision", "fp32"]
 
 
+def tp_model_args(path: Path) -> list[str]:
+    """The tiny model with TP layers given: a model without a preset gets the plain prompt."""
+    return [*model_args(path), "--tp-start", "1", "--tp-end", "2"]
+
+
 def test_inspect_marks_the_slot_and_the_pooled_token(tiny_model: Callable[[str], Path]) -> None:
-    result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *model_args(tiny_model())])
+    result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *tp_model_args(tiny_model())])
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
     tokens = view["tokens"]
@@ -48,7 +53,7 @@ def test_inspect_reads_no_weights(
 
     monkeypatch.setattr(tpsearch.engine.backbone, "load_backbone", no_weights)
     monkeypatch.setattr("tpsearch.engine.token_prepending.load_backbone", no_weights)
-    result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *model_args(tiny_model())])
+    result = runner.invoke(app, ["inspect", "A cat sat.", "--json", *tp_model_args(tiny_model())])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["settings"]["model"] == str(tiny_model().resolve())
 
@@ -71,7 +76,7 @@ def test_eval_sts_shows_both_methods(tiny_model: Callable[[str], Path], tmp_path
         "bad line\n",
         encoding="utf-8",
     )
-    result = runner.invoke(app, ["eval", "sts", str(data), "--json", *model_args(tiny_model())])
+    result = runner.invoke(app, ["eval", "sts", str(data), "--json", *tp_model_args(tiny_model())])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["pairs"] == 3 and report["skipped"] == 1 and report["pairs_used"] == "3 pairs"
@@ -84,7 +89,9 @@ def test_eval_sts_shows_both_methods(tiny_model: Callable[[str], Path], tmp_path
 
 def test_eval_sts_says_when_it_samples_and_takes_no_tp(tiny_model: Callable[[str], Path]) -> None:
     dev = "data/sts/sts-dev.csv"
-    sampled = runner.invoke(app, ["eval", "sts", dev, "--pairs", "30", *model_args(tiny_model())])
+    sampled = runner.invoke(
+        app, ["eval", "sts", dev, "--pairs", "30", *tp_model_args(tiny_model())]
+    )
     assert sampled.exit_code == 0, sampled.output
     assert "STS, 30 of 1500 pairs" in sampled.stdout
     assert "TP minus plain prompt:" in sampled.stdout and "95% interval" in sampled.stdout
@@ -198,7 +205,7 @@ def test_calibrate_checks_the_plot_path_before_the_sweep(
 def test_terminal_output_of_the_engine_commands(
     tiny_model: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    shown = runner.invoke(app, ["inspect", "A cat sat.", *model_args(tiny_model())])
+    shown = runner.invoke(app, ["inspect", "A cat sat.", *tp_model_args(tiny_model())])
     assert shown.exit_code == 0
     assert "<PST>" in shown.stdout and "◀ pooled" in shown.stdout and "kv cache" in shown.stdout
     data = tmp_path / "pairs.tsv"
@@ -207,7 +214,7 @@ def test_terminal_output_of_the_engine_commands(
         "A cat sleeps.\tA cat is asleep.\t4.5\nbroken\n",
         encoding="utf-8",
     )
-    scored = runner.invoke(app, ["eval", "sts", str(data), *model_args(tiny_model())])
+    scored = runner.invoke(app, ["eval", "sts", str(data), *tp_model_args(tiny_model())])
     assert scored.exit_code == 0
     assert "with TP" in scored.stdout and "plain prompt" in scored.stdout
     assert "1 malformed rows skipped" in scored.stdout

@@ -91,10 +91,28 @@ def test_published_presets_match_model_and_depth() -> None:
     assert resolved.exit_layer == 27 and resolved.source == "published (Qwen2-7B)"
 
 
-def test_other_models_get_a_depth_scaled_default() -> None:
+def test_other_models_get_the_plain_prompt_at_exit_minus_two() -> None:
+    # Measured on both real packaged models: no TP setting beat the plain prompt, and the old
+    # depth-scaled TP default lost to it; a model nobody measured is never given less.
     resolved = resolve_tp_settings(EncoderSettings(), "Qwen/Qwen2.5-0.5B-Instruct", 24)
-    assert (resolved.tp_start, resolved.tp_end, resolved.exit_layer) == (1, 5, 20)
-    assert resolved.template.name == "prompteol" and resolved.copies == 4
+    assert not resolved.tp and resolved.copies == 0 and resolved.exit_layer == 23
+    assert resolved.template.name == "prompteol"
+    assert "calibrate" in resolved.source
+    flags = EncoderSettings(tp_start=1, tp_end=5)  # TP layers given: TP runs
+    assert resolve_tp_settings(flags, "Qwen/Qwen2.5-0.5B-Instruct", 24).copies == 4
+
+
+def test_packaged_models_get_their_measured_settings() -> None:
+    for model_id, layers, exit_layer in (
+        ("smollm2-135m", 30, 28),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", 30, 28),
+        ("gemma3-270m", 18, 18),
+        ("google/gemma-3-270m", 18, 18),
+    ):
+        resolved = resolve_tp_settings(EncoderSettings(), model_id, layers)
+        assert (resolved.tp, resolved.exit_layer) == (False, exit_layer), model_id
+        assert resolved.source.startswith("measured for"), resolved.source
+    assert EncoderSettings().model == "smollm2-135m"
 
 
 def test_precedence_flags_over_calibration_over_presets() -> None:
@@ -137,7 +155,7 @@ def test_shallow_models_get_valid_defaults() -> None:
 def test_a_calibration_for_another_depth_is_ignored_visibly() -> None:
     stale = LayerPreset("calibrated on dev", 32, "pcot", 1, 4, 30)
     resolved = resolve_tp_settings(EncoderSettings(), "m", 24, stale)
-    assert (resolved.tp_end, resolved.exit_layer) == (5, 20)
+    assert (resolved.tp, resolved.exit_layer) == (False, 23)  # the default, not the stale one
     assert resolved.source.startswith("(a calibration for 32 layers was ignored)")
 
 

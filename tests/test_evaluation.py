@@ -135,7 +135,10 @@ def test_the_bootstrap_ranks_ties_as_scipy_does_on_each_resample() -> None:
 def test_evaluate_reports_tp_the_plain_prompt_and_their_interval(
     tiny_model: Callable[[str], Path],
 ) -> None:
-    encoder = TPEncoder(EncoderSettings(model=str(tiny_model("qwen2")), precision="fp32"))
+    settings = EncoderSettings(
+        model=str(tiny_model("qwen2")), precision="fp32", tp_start=1, tp_end=2
+    )
+    encoder = TPEncoder(settings)
     pairs = read_pairs(shipped_sts_dev()).sample(40)
     result = evaluate_sts(encoder, pairs)
     assert (result.pairs, result.sampled_from) == (40, 1500) and result.tp is not None
@@ -337,3 +340,13 @@ def test_calibration_output_is_best_first_and_fits_80_columns() -> None:
     ties = " ".join(shown(synthetic_sweep(0.0)))
     assert "TP did not beat the plain prompt here: saved the plain prompt, exit 2" in ties
     assert "3 of 1500 pairs" not in ties and "300 of 1500 pairs" in ties
+
+
+def test_a_model_without_settings_is_scored_with_the_plain_prompt_and_says_why(
+    tiny_model: Callable[[str], Path],
+) -> None:
+    encoder = TPEncoder(EncoderSettings(model=str(tiny_model("qwen2")), precision="fp32"))
+    evaluated = evaluate_sts(encoder, read_pairs(shipped_sts_dev()).sample(20))
+    assert evaluated.tp is None and evaluated.tp_minus_plain is None
+    assert "default: plain prompt, exit -2" in (evaluated.tp_note or "")
+    assert "--tp-start and --tp-end" in (evaluated.tp_note or "")

@@ -148,7 +148,7 @@ def _tp_variant(encoder: TPEncoder) -> tuple[TPEncoder | None, str | None]:
     if encoder.tp.tp:
         return encoder, None
     return None, (
-        "the saved calibration of this model chose the plain prompt: pass --tp-start and "
+        f"the settings ({encoder.tp.source}) chose the plain prompt: pass --tp-start and "
         "--tp-end to score TP too"
     )
 
