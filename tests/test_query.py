@@ -42,9 +42,9 @@ def test_every_mode_puts_the_matching_document_first(col: Collection, mode: str)
     assert scores == sorted(scores, reverse=True)
 
 
-def test_hybrid_scores_are_scaled_rrf(col: Collection) -> None:
+def test_hybrid_scores_reach_one_when_first_on_both_sides(col: Collection) -> None:
     best = ask(col, "billing module Rust invoices").hits[0]
-    assert 0.9 < best.score <= 1.0  # first in both rankings scores 1.0
+    assert 0.9 < best.score <= 1.0  # first on both sides scores 1.0
 
 
 def test_an_invalid_mode_lists_the_valid_ones(col: Collection) -> None:
@@ -127,15 +127,22 @@ def test_without_vectors_queries_are_lexical_and_say_so(tmp_path: Path) -> None:
     assert "no chunk has a vector yet" in result.notices[0]
 
 
-def test_fusion_rewards_agreement() -> None:
-    fused = dict(fuse([[1, 2, 3], [2, 1, 4]]))
-    assert fused[1] == fused[2] > fused[3] == fused[4]
-    assert fuse([[7], [7]]) == [(7, 1.0)]
+def test_fusion_scores_each_side_against_its_best_and_leans_on_keywords() -> None:
+    lexical = [(1, 8.0), (2, 4.0)]
+    semantic = {1: 0.2, 2: 0.5, 3: 0.5, 4: -0.3}
+    fused = dict(fuse(lexical, semantic, lexical_weight=0.7))
+    assert fused[1] == pytest.approx(0.7 + 0.3 * 0.4)  # best keyword match, weak meaning
+    assert fused[2] == pytest.approx(0.7 * 0.5 + 0.3)
+    assert fused[3] == pytest.approx(0.3)  # found by meaning alone
+    assert fused[4] == 0.0  # below an average pair of the collection: unrelated
+    assert [i for i, _ in fuse(lexical, semantic)][:2] == [1, 2]
+    assert fuse([(7, 3.0)], {7: 0.6}) == [(7, pytest.approx(1.0))]  # first on both sides
 
 
-def test_fusion_does_not_punish_what_a_ranking_could_not_rank() -> None:
-    assert dict(fuse([[5], [9]]))[5] == 0.5  # found by one ranking only
-    assert dict(fuse([[5], [9]], [set(), {5}]))[5] == 1.0  # 5 has no vector: first where it can be
+def test_fusion_does_not_punish_a_chunk_without_a_vector() -> None:
+    fused = dict(fuse([(5, 2.0), (6, 1.0)], {6: 0.9, 9: 0.9}))
+    assert fused[5] == 1.0  # pending: scored by keywords alone, as if the vectors agreed
+    assert fused[6] == pytest.approx(0.7 * 0.5 + 0.3) and fused[9] == pytest.approx(0.3)
 
 
 def test_query_terms_and_fts_expression() -> None:

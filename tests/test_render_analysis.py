@@ -133,13 +133,14 @@ def test_cluster_table_and_json() -> None:
     items, embeddings, _, _ = topic_corpus()
     report = cluster_items(items, embeddings, ClusterSettings(k="auto", k_max=6))
     text = rendered(clusters_renderable(report))
-    assert "k=4 chosen by silhouette" in text and "among k=2..6" in text
+    assert "k=4 chosen among k=2..6: silhouette 0.76 against 0.32 for data" in text
     for cluster in report.clusters:
         assert cluster.label in text
         assert all(r.item.location in text for r in cluster.representatives)
     data = json.loads(json.dumps(clusters_as_dict(report)))
     assert data["k"] == 4 and [c["size"] for c in data["clusters"]] == [40, 30, 20, 10]
     assert set(data["silhouette_by_k"]) == {"2", "3", "4", "5", "6"}
+    assert set(data["baseline_silhouette_by_k"]) == set(data["silhouette_by_k"])
     assert len(data["clusters"][0]["representatives"]) == 3
 
 

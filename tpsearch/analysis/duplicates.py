@@ -60,8 +60,9 @@ class DedupeSettings:
     # paragraph) keep it above 0.8; on the 155 FastAPI docs pages the most similar pair of
     # genuinely different pages (sibling tutorials built from one template) scores 0.35.
     lexical_threshold: float = 0.8
-    # Cosine of embeddings. Model-dependent: decoder-LLM embeddings are anisotropic and
-    # unrelated texts often score 0.6-0.8, so only near-identical meaning is flagged.
+    # Cosine of embeddings, in the collection's centred space (analysis.space): there distinct
+    # FastAPI docs pages score at most 0.89 (SmolLM2-135M) / 0.87 (Gemma 3 270M) and planted
+    # near-copies at least 0.97 / 0.98. On raw decoder vectors 99.9% of pages are above it.
     semantic_threshold: float = 0.95
     whitespace: bool = True  # exact: compare text with whitespace runs collapsed (reflowed copies)
     shingle_size: int = 5  # words per shingle: the usual choice for near-duplicate documents

@@ -26,7 +26,7 @@ def dedupe_command(
         float | None, typer.Option(help="Word-shingle Jaccard, 0-1 (default 0.8).")
     ] = None,
     semantic_threshold: Annotated[
-        float | None, typer.Option(help="Embedding cosine, 0-1 (default 0.95).")
+        float | None, typer.Option(help="Cosine in the centred space, 0-1 (default 0.95).")
     ] = None,
     ignore_whitespace: Annotated[
         bool,

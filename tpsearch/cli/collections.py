@@ -155,7 +155,11 @@ def query_command(
         typer.Option(help="Only files matching this gitignore-style pattern, e.g. 'docs/*.md'."),
     ] = None,
     min_score: Annotated[
-        float | None, typer.Option(help="Drop results scoring below this (the mode's score).")
+        float | None,
+        typer.Option(
+            help="Drop results scoring below this: semantic, centred cosine (0: unrelated); "
+            "hybrid 0-1; lexical BM25."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Results as one JSON array.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,

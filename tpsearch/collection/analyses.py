@@ -4,7 +4,9 @@ No model is loaded and no user file is read or changed. At `chunk` level the ite
 stored chunks; at `file` level they are whole files, their text rebuilt from their chunks
 (each chunk is the exact decoded slice `file[start_byte:end_byte]`, so cutting the chunker's
 overlap by byte offset gives every non-blank byte of the file once), their vector the mean of
-their chunks' vectors when every chunk is embedded.
+their chunks' vectors when every chunk is embedded. Vectors are read in the collection's
+centred space (`vector_space`), where a cosine means the same on every model, unless a caller
+asks for the raw space to compare.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tpsearch.analysis import (
 )
 from tpsearch.collection.schema import ChunkRecord
 from tpsearch.collection.store import Store
+from tpsearch.collection.vector_space import current_space
 from tpsearch.errors import choice_error
 
 Level = Literal["file", "chunk"]
@@ -55,14 +58,18 @@ class ClusterOutcome:
     items: tuple[TextItem, ...] = ()  # what was clustered (and what was not), by id in the report
 
 
-def read_items(store: Store, level: Level) -> Items:
-    """The collection's files or chunks as `TextItem`s, with their vectors (one snapshot)."""
+def read_items(store: Store, level: Level, corrected: bool = True) -> Items:
+    """The collection's files or chunks as `TextItem`s, with their vectors (one snapshot),
+    centred unless `corrected=False`."""
     if level not in LEVELS:
         raise choice_error("level", level, LEVELS)
     with store.snapshot():
         records = store.chunk_records()
         dim = store.get_meta("dim")
         ids, vectors = store.all_vectors(dim) if dim else (np.empty(0, np.int64), None)
+        space = current_space(store) if corrected and vectors is not None else None
+    if space is not None and vectors is not None and len(vectors):
+        vectors = space.apply(vectors)
     chunk_vectors = Embeddings(ids, vectors) if vectors is not None else Embeddings.empty()
     if level == "chunk":
         items = tuple(_chunk_item(record) for record in records)
@@ -83,16 +90,25 @@ def read_items(store: Store, level: Level) -> Items:
     return Items("file", items, file_vectors, len(files) - len(complete))
 
 
-def dedupe(store: Store, level: Level, settings: DedupeSettings) -> DedupeReport:
-    items = read_items(store, level)
+def dedupe(
+    store: Store, level: Level, settings: DedupeSettings, corrected: bool = True
+) -> DedupeReport:
+    items = read_items(store, level, corrected)
     return find_duplicates(items.items, items.embeddings, settings)
 
 
 def cluster(
-    store: Store, level: Level, settings: ClusterSettings, with_map: bool = False
+    store: Store,
+    level: Level,
+    settings: ClusterSettings,
+    with_map: bool = False,
+    corrected: bool = True,
 ) -> ClusterOutcome:
-    items = read_items(store, level)
-    report = cluster_items(items.items, items.embeddings, settings)
+    items = read_items(store, level, corrected)
+    passages = None
+    if level == "file" and settings.k == "auto":
+        passages = read_items(store, "chunk", corrected).embeddings.vectors
+    report = cluster_items(items.items, items.embeddings, settings, passages)
     projection = project_2d(items.embeddings, report, settings.seed) if with_map else None
     return ClusterOutcome(report, projection, items.items)
 

@@ -29,6 +29,7 @@ from tpsearch.collection.store import Store
 from tpsearch.collection.vector_cache import VectorCache
 from tpsearch.collection.vector_index import VectorPolicy
 from tpsearch.collection.vector_settings import changed_fields
+from tpsearch.collection.vector_space import describe_space
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
@@ -85,6 +86,7 @@ class CollectionStatus:
     filters: dict[str, Any]  # the remembered --include, --exclude and --max-file-size
     bytes_on_disk: dict[str, int]  # database (with its WAL) and vector index
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
+    space: dict[str, Any] | None  # the corrected space scores are read in (vector_space.py)
     last_run: dict[str, Any] | None
     problems: list[str] | None  # None: not checked
     unchecked: list[str] | None  # what --check could not check now, and why
@@ -204,8 +206,10 @@ class Collection:
         files: bool = False,
         overrides: Mapping[str, Any] | None = None,
         encoder_factory: EncoderFactory | None = None,
+        corrected: bool = True,
     ) -> QueryResult:
-        """The best chunks (or files) for `text`; see `search.run_query`."""
+        """The best chunks (or files) for `text`; see `search.run_query`. `corrected=False`
+        scores in the raw vector space (for comparisons; see `analysis.space`)."""
         from tpsearch.collection.search import run_query
 
         return run_query(
@@ -218,26 +222,35 @@ class Collection:
             files=files,
             overrides=dict(overrides or {}),
             encoder_factory=encoder_factory or default_encoder_factory,
+            corrected=corrected,
         )
 
-    def dedupe(self, level: Level = "file", settings: DedupeSettings | None = None) -> DedupeReport:
-        """Groups of duplicate files or passages, from what is stored (no model, no file read)."""
+    def dedupe(
+        self,
+        level: Level = "file",
+        settings: DedupeSettings | None = None,
+        corrected: bool = True,
+    ) -> DedupeReport:
+        """Groups of duplicate files or passages, from what is stored (no model, no file read);
+        semantic similarity in the centred space unless `corrected=False`."""
         from tpsearch.analysis import DedupeSettings
         from tpsearch.collection.analyses import dedupe
 
-        return dedupe(self.store, level, settings or DedupeSettings())
+        return dedupe(self.store, level, settings or DedupeSettings(), corrected)
 
     def cluster(
         self,
         level: Level = "file",
         settings: ClusterSettings | None = None,
         with_map: bool = False,
+        corrected: bool = True,
     ) -> ClusterOutcome:
-        """Topics of the stored embeddings, labelled with keywords; a 2-D map if asked."""
+        """Topics of the stored embeddings (centred unless `corrected=False`), labelled with
+        keywords; a 2-D map if asked."""
         from tpsearch.analysis import ClusterSettings
         from tpsearch.collection.analyses import cluster
 
-        return cluster(self.store, level, settings or ClusterSettings(), with_map)
+        return cluster(self.store, level, settings or ClusterSettings(), with_map, corrected)
 
     def status(self, check: bool = False) -> CollectionStatus:
         """What the collection holds; `check` also verifies every invariant (reads it all)."""
@@ -263,6 +276,7 @@ class Collection:
                     "vectors": _size(vectors),
                 },
                 vector_index=store.get_meta("vector_index") if vectors.exists() else None,
+                space=describe_space(store),
                 last_run=store.last_run(),
                 problems=None,
                 unchecked=None,

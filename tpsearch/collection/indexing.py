@@ -36,6 +36,7 @@ from tpsearch.collection.sources import (
     relative_to_root,
 )
 from tpsearch.collection.vector_settings import storable
+from tpsearch.collection.vector_space import refresh_space
 from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import CollectionError, ConfigError, TpsearchError
 
@@ -193,6 +194,7 @@ def run_index(
                 )
                 embedder.finish()
             _save_vectors(col, progress)
+            refresh_space(store, summary.embedded)
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"

@@ -57,9 +57,14 @@ def clusters_renderable(report: ClusterReport, show: ShowPath = as_stored) -> Re
 def _cluster_caption(report: ClusterReport) -> str:
     settings = report.settings
     quality = f"silhouette {report.silhouette:.2f}" if report.silhouette is not None else ""
-    if report.silhouette_by_k:
-        tried = f"k={settings.k_min}..{max(report.silhouette_by_k)}"
-        how = f"k={report.k} chosen by {quality} among {tried}"
+    by_k, baseline = report.silhouette_by_k, report.baseline_by_k
+    if by_k:
+        tried = f"k={settings.k_min}..{max(by_k)}"
+        best = max(by_k, key=lambda k: by_k[k] - baseline.get(k, 0.0))
+        how = (
+            f"k={report.k} chosen among {tried}: silhouette {by_k[best]:.2f} against "
+            f"{baseline.get(best, 0.0):.2f} for data without topics"
+        )
     else:
         how = f"k={report.k}" + (f", {quality}" if quality else "")
     return f"{report.clustered} items · {how} · seed {settings.seed}"
@@ -84,6 +89,7 @@ def clusters_as_dict(
         "k": report.k,
         "silhouette": report.silhouette,
         "silhouette_by_k": {str(k): s for k, s in report.silhouette_by_k.items()},
+        "baseline_silhouette_by_k": {str(k): s for k, s in report.baseline_by_k.items()},
         "clustered": report.clustered,
         "unembedded": report.unembedded,
         "note": report.note,

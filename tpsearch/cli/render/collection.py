@@ -118,6 +118,7 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
         ("sources", ", ".join(status.sources) or "none"),
         ("filters", _filters(status.filters)),
         ("on disk", f"database {_size(sizes['database'])}, vectors {vectors}"),
+        ("space", _space(status.space)),
         ("last run", last_text),
     ]
     if status.problems is not None:
@@ -125,6 +126,16 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
     if status.unchecked:
         rows.append(("not checked", "; ".join(status.unchecked)))
     return rows
+
+
+def _space(space: dict[str, Any] | None) -> str:
+    if not space:
+        return "none yet (fitted by the next `tpsearch index`)"
+    if not space["current"]:
+        return "stale (of other vectors; refitted by the next `tpsearch index`)"
+    text = f"{space['kind']} on the mean of {space['fitted_on']} vectors"
+    added = space.get("added_since_fit") or 0
+    return text + (f", {added} added since" if added else "")
 
 
 def _filters(scan: dict[str, Any]) -> str:

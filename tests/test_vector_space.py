@@ -1,0 +1,141 @@
+"""The corrected (centred) vector space: fitted by index runs, used by search and analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.corpus import using
+from tests.fakes import AnisotropicEncoder, HashingEncoder
+from tpsearch.analysis import DedupeSettings
+from tpsearch.analysis.space import VectorSpace, fit_space
+from tpsearch.collection import Collection
+from tpsearch.collection.vector_space import REFIT_SHARE, SPACE_KEY, stored_space
+
+TOPICS = [
+    "billing invoices payments refunds taxes",
+    "firewall ports network routing packets",
+    "gardening tomatoes soil compost watering",
+    "astronomy telescopes planets orbits comets",
+    "cooking pasta sauce garlic basil",
+    "football league goals referee stadium",
+    "painting canvas brushes pigments easel",
+    "sailing wind knots harbour anchor",
+]
+
+
+def write_docs(folder: Path, count: int, start: int = 0) -> None:
+    """One file per text, each on its own subject (the topics mixed with a serial word)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(start, start + count):
+        words = TOPICS[n % len(TOPICS)].split()
+        body = " ".join([*words, f"serial{n}", f"item{n}", *reversed(words), f"entry{n}"])
+        text = f"# Note {n}\n\n{body}\n\n{body.upper()}\n"
+        (folder / f"note{n:03d}.md").write_text(text, encoding="utf-8")
+
+
+def test_centring_puts_unrelated_texts_near_zero_and_keeps_copies_at_one() -> None:
+    encoder = AnisotropicEncoder()
+    vectors = encoder.encode([*TOPICS, TOPICS[0]])
+    raw = vectors @ vectors.T
+    unrelated = raw[np.triu_indices(len(TOPICS), 1)]
+    assert unrelated.min() > 0.8  # the failure on real models: everything looks alike
+    space = fit_space(vectors)
+    centred = space.apply(vectors)
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
+    cosines = centred @ centred.T
+    assert np.abs(np.median(cosines[np.triu_indices(len(TOPICS), 1)])) < 0.25
+    assert cosines[0, len(TOPICS)] == pytest.approx(1.0, abs=1e-5)  # the identical text
+    assert space.fitted_on == len(TOPICS) + 1
+
+
+def test_a_vector_equal_to_the_mean_keeps_its_direction() -> None:
+    one = np.eye(4, dtype=np.float32)[:1]
+    space = fit_space(one)
+    assert np.array_equal(space.apply(one), one)
+
+
+def test_a_stored_space_round_trips_and_malformed_ones_are_ignored() -> None:
+    space = fit_space(HashingEncoder().encode(TOPICS))
+    again = VectorSpace.from_dict(space.to_dict())
+    assert again is not None and np.allclose(again.mean, space.mean)
+    assert again.fitted_on == len(TOPICS)
+    for bad in ({}, {"kind": "whitened"}, {"kind": "centred", "mean": "x", "fitted_on": 1}):
+        assert VectorSpace.from_dict(bad) is None
+    with pytest.raises(ValueError):
+        fit_space(np.zeros((0, 4), np.float32))
+
+
+def test_index_runs_fit_the_space_and_refit_it_only_when_enough_changed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_docs(docs, 40)
+    encoder = AnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        first = col.store.get_meta(SPACE_KEY)
+        assert first["fitted_on"] == 40 and first["added_since_fit"] == 0
+        assert col.status().space == {
+            "kind": "centred",
+            "fitted_on": 40,
+            "added_since_fit": 0,
+            "current": True,
+        }
+        write_docs(docs, 2, start=40)  # 5% more: the mean barely moves, keep it
+        col.index(encoder_factory=using(encoder))
+        kept = col.store.get_meta(SPACE_KEY)
+        assert kept["mean"] == first["mean"] and kept["added_since_fit"] == 2
+        write_docs(docs, 3, start=42)  # 5 added since the fit: >= 10% of 40
+        assert REFIT_SHARE * 40 <= 5
+        col.index(encoder_factory=using(encoder))
+        refitted = col.store.get_meta(SPACE_KEY)
+        assert refitted["fitted_on"] == 45 and refitted["added_since_fit"] == 0
+        other = AnisotropicEncoder(model_id="test/other")
+        col.index(encoder_factory=using(other), reembed=True)
+        assert stored_space(col.store) is not None  # refitted for the new vectors
+        assert col.store.get_meta(SPACE_KEY)["fingerprint"] == col.store.get_meta("fingerprint")
+
+
+def test_semantic_scores_are_cosines_in_the_centred_space(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_docs(docs, 16)
+    encoder = AnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        question = "compost for tomatoes"
+        hits = col.query(question, mode="semantic", encoder_factory=using(encoder)).hits
+        raw = col.query(
+            question, mode="semantic", encoder_factory=using(encoder), corrected=False
+        ).hits
+        space = stored_space(col.store)
+    assert space is not None and "gardening" in hits[0].snippet
+    vectors = encoder.encode([question])
+    stored = {h.chunk_id: h.score for h in raw}  # raw scores: plain cosines
+    best = hits[0]
+    assert stored[best.chunk_id] > 0.8  # raw: every chunk looks related
+    assert hits[-1].score < 0.3 < best.score  # centred: unrelated chunks fall near zero
+    with Collection.open(tmp_path / ".tpsearch") as col:
+        chunk_vector = col.store.vectors_for(np.array([best.chunk_id]), vectors.shape[1])
+    expected = float(space.apply(chunk_vector)[0] @ space.apply(vectors)[0])
+    assert best.score == pytest.approx(expected, abs=1e-5)
+
+
+def test_semantic_dedupe_groups_copies_not_neighbours_on_anisotropic_vectors(
+    tmp_path: Path,
+) -> None:
+    docs = tmp_path / "docs"
+    write_docs(docs, 24)
+    copy = (docs / "note005.md").read_text(encoding="utf-8").replace("Note 5", "Note five")
+    (docs / "note005 copy.md").write_text(copy, encoding="utf-8")
+    encoder = AnisotropicEncoder()
+    semantic = DedupeSettings(method="semantic")
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        raw = col.dedupe("file", semantic, corrected=False)
+        centred = col.dedupe("file", semantic)
+    grouped = sorted(m.item.path for g in raw.groups for m in g.members)
+    assert len(grouped) > 2  # raw cosines: notes on one subject look like copies
+    assert [sorted(m.item.path for m in g.members) for g in centred.groups] == [
+        ["docs/note005 copy.md", "docs/note005.md"]
+    ]

@@ -1,0 +1,93 @@
+"""The collection's corrected vector space (`analysis.space`): fitted, stored and looked up.
+
+The mean is stored in the `meta` table under `space`, with the fingerprint of the vectors it
+was taken over, so it changes in the same transaction as the settings it belongs to and a
+copied collection carries it. An index run refits it when there is none, when the vectors
+are of other settings (`--reembed`), or when the vectors added since the fit, or the change
+in their number, reach `REFIT_SHARE` of those it was fitted on: the mean of a collection
+moves little when a few files change, and every score and threshold is read in this space,
+so it should not shift with every edit. A collection indexed before spaces existed gets one
+fitted on the fly by readers (not stored: readers do not write) until its next index run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tpsearch.analysis.space import VectorSpace, fit_space
+
+if TYPE_CHECKING:
+    from tpsearch.collection.store import Store
+
+SPACE_KEY = "space"
+REFIT_SHARE = 0.1  # refit after this share of the fitted vectors were added, or removed
+FIT_SAMPLE = 200_000  # vectors the mean is taken over, at most (a seeded sample beyond)
+
+
+def stored_space(store: Store) -> VectorSpace | None:
+    """The stored space, if it belongs to the current vectors."""
+    data = store.get_meta(SPACE_KEY)
+    if not data or data.get("fingerprint") != store.get_meta("fingerprint"):
+        return None
+    space = VectorSpace.from_dict(data)
+    return space if space is not None and space.dim == store.get_meta("dim") else None
+
+
+def current_space(store: Store) -> VectorSpace | None:
+    """The space scores are read in: the stored one, else one fitted now (not stored); None
+    when no chunk has a vector. Call inside a snapshot."""
+    space = stored_space(store)
+    if space is not None:
+        return space
+    dim = store.get_meta("dim")
+    if not dim or not store.has_vectors():
+        return None
+    return fit_space(_sample_vectors(store, dim))
+
+
+def refresh_space(store: Store, added: int) -> bool:
+    """After an index run that added `added` vectors: refit and store the space when it is
+    missing, of other vectors, or due (see the module docstring). Returns whether it did."""
+    dim, fingerprint = store.get_meta("dim"), store.get_meta("fingerprint")
+    if not dim or not fingerprint or not store.has_vectors():
+        if store.get_meta(SPACE_KEY) is not None:
+            store.set_meta(**{SPACE_KEY: None})
+        return False
+    data: dict[str, Any] = store.get_meta(SPACE_KEY) or {}
+    space = stored_space(store)
+    count = store.counts()["embedded"]
+    since = int(data.get("added_since_fit", 0)) + added
+    if space is not None:
+        due = max(since, abs(count - space.fitted_on)) >= REFIT_SHARE * space.fitted_on
+        if not due:
+            if added:
+                store.set_meta(**{SPACE_KEY: {**data, "added_since_fit": since}})
+            return False
+    fitted = fit_space(_sample_vectors(store, dim))
+    record = {**fitted.to_dict(), "fingerprint": fingerprint, "added_since_fit": 0}
+    store.set_meta(**{SPACE_KEY: record})
+    return True
+
+
+def describe_space(store: Store) -> dict[str, Any] | None:
+    """What `tpsearch status` shows of the space (no mean)."""
+    data = store.get_meta(SPACE_KEY)
+    if not data:
+        return None
+    return {
+        "kind": data.get("kind"),
+        "fitted_on": data.get("fitted_on"),
+        "added_since_fit": data.get("added_since_fit", 0),
+        "current": stored_space(store) is not None,
+    }
+
+
+def _sample_vectors(store: Store, dim: int) -> np.ndarray:
+    ids = store.vector_ids()
+    if len(ids) > FIT_SAMPLE:
+        rng = np.random.default_rng(0)
+        ids = np.sort(rng.choice(ids, size=FIT_SAMPLE, replace=False))
+        return store.vectors_for(ids, dim)
+    return store.all_vectors(dim)[1]
