@@ -123,6 +123,7 @@ def index_command(
                     progress=progress,
                     batch_size=batch_size,
                     forget=forget or (),
+                    on_busy=lambda owner: render_notice(stderr, waiting_line(owner)),
                 )
         except KeyboardInterrupt:
             message = "interrupted; the work committed so far is kept: run `tpsearch index` again"
@@ -133,6 +134,13 @@ def index_command(
                 _report(error.partial, verbose, line=False)
             raise
     _report(summary, verbose, line=True)
+
+
+def waiting_line(owner: str) -> str:
+    return (
+        f"another tpsearch process is writing this collection ({owner}, `tpsearch watch`?): "
+        "waiting for its turn; Ctrl-C gives up"
+    )
 
 
 def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
