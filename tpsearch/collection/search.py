@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pathspec import PathSpec
 
     from tpsearch.collection.facade import Collection, EncoderFactory
+    from tpsearch.collection.schema import ChunkRow
     from tpsearch.collection.store import Store
 
 Mode = Literal["hybrid", "semantic", "lexical"]
@@ -195,6 +196,18 @@ def run_query(
             f"{counts['pending']} of {counts['chunks']} chunks have no vector yet and are found "
             f"{found}: run `tpsearch index` to embed them"
         )
+    hits = make_hits(ranked, rows, terms, k, files)
+    return QueryResult(text, cast(Mode, mode), used, hits, notices)
+
+
+def make_hits(
+    ranked: Sequence[tuple[int, float]],
+    rows: Mapping[int, ChunkRow],
+    terms: Sequence[str],
+    k: int,
+    files: bool = False,
+) -> list[Hit]:
+    """The first `k` ranked chunks that still exist (one per file with `files`), as hits."""
     hits: list[Hit] = []
     seen_paths: set[str] = set()
     for chunk_id, score in ranked:
@@ -218,7 +231,7 @@ def run_query(
         )
         if len(hits) == k:
             break
-    return QueryResult(text, cast(Mode, mode), used, hits, notices)
+    return hits
 
 
 def _query_vector(
