@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus import using, write_corpus
+from tests.corpus import failing_to_load, using, write_corpus
 from tests.fakes import HashingEncoder
 from tpsearch.collection import Collection
 from tpsearch.collection.locking import WriterLock
@@ -228,3 +228,48 @@ def test_a_storm_of_500_files_then_kill_9_then_a_restart(tmp_path: Path) -> None
         assert counts["chunks"] == corpus_chunks + 500
         assert counts["embedded"] == counts["chunks"]
         assert col.problems() == []
+        # Two catch-up runs and a few batches, not one run per file.
+        runs = col.store.query("SELECT count(*) FROM runs")[0][0]
+        print("index runs for the storm, the kill and the restart:", runs)
+        assert runs <= 12
+
+
+def test_without_a_model_batches_keep_keyword_search_current(tmp_path: Path) -> None:
+    """The library API, in a thread: the model fails once and is not tried again per batch;
+    each batch still commits its files, so keyword search stays current; the line says so."""
+    write_corpus(tmp_path)
+    folder = tmp_path / ".tpsearch"
+    states = []
+    stop = threading.Event()
+    loads = []
+
+    def failing(settings):  # type: ignore[no-untyped-def]
+        loads.append(settings)
+        return failing_to_load(settings)
+
+    def watch() -> None:  # SQLite connections stay in the thread that opened them
+        with Collection.open(folder, write=True) as col:
+            Watcher(
+                col,
+                [tmp_path / "docs"],
+                on_state=states.append,
+                stop=stop,
+                encoder_factory=failing,
+                step_ms=50,
+            ).run()
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        seconds_until(lambda: bool(states) and states[-1].phase == "watching")
+        for name in ("narwhal", "dugong"):
+            (tmp_path / "docs" / f"{name}.md").write_text(f"# {name}\n\nthe {name}\n")
+            seconds_until(lambda name=name: found(folder, name) == [f"docs/{name}.md"])
+        seconds_until(lambda: states[-1].batches == 2 and states[-1].phase == "watching")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert len(loads) == 1  # not once per batch
+    line = states[-1].line()
+    assert states[-1].phase == "stopped" and "keywords only, the model cannot load" in line
+    assert "chunks without a vector" in line

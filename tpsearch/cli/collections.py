@@ -196,7 +196,7 @@ def query_command(
         raise ConfigError("choose one of --json and --jsonl")
     cwd = Path.cwd()
     if interactive:
-        _interactive(cwd, index_dir, text or "", mode, path, k, device)
+        search_screen(cwd, index_dir, text or "", mode, path, k, device)
         return
     if text is None:
         raise ConfigError("give a query: `tpsearch query WORDS`, or `tpsearch query -i`")
@@ -221,7 +221,7 @@ def query_command(
     raise typer.Exit(0 if result.hits else 1)
 
 
-def _interactive(
+def search_screen(
     cwd: Path,
     index_dir: Path | None,
     text: str,

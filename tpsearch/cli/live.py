@@ -1,5 +1,5 @@
-"""`tpsearch watch`: the collection kept current as files change. (`query -i` opens the
-interactive screen from `collections.py`.)"""
+"""Live use: `tpsearch watch` keeps the collection current as files change; `tpsearch tui`
+opens the search screen, as `tpsearch query -i` does."""
 
 from __future__ import annotations
 
@@ -69,3 +69,23 @@ def watch_command(
             watcher.run()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@app.command("tui")
+def tui_command(
+    text: Annotated[
+        str | None, typer.Argument(help="The first query (optional).", show_default=False)
+    ] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, semantic or lexical (Ctrl-T changes it).")] = (
+        "hybrid"
+    ),
+    path: Annotated[
+        str | None, typer.Option(help="Only files matching this pattern (Ctrl-F changes it).")
+    ] = None,
+    index_dir: IndexDirOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """The interactive search screen, as `tpsearch query -i`."""
+    from tpsearch.cli.collections import search_screen
+
+    search_screen(Path.cwd(), index_dir, text or "", mode, path, 20, device)

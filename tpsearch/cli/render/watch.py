@@ -25,9 +25,10 @@ class WatchLine:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._status: Status | None = None
+        self._last = ""
 
     def show(self, state: WatchState) -> None:
-        text = state.line()
+        text = self._last = state.line()
         if self._status is not None:
             self._status.update(Text(text))
         elif state.phase != "indexing":
@@ -46,5 +47,7 @@ class WatchLine:
         tb: TracebackType | None,
     ) -> None:
         if self._status is not None:
-            self._status.stop()
+            self._status.stop()  # the spinner line goes; its last words stay
             self._status = None
+            if self._last:
+                self.console.print(Text(self._last), soft_wrap=True, highlight=False)
