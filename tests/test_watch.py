@@ -96,7 +96,7 @@ def seconds_until(condition: Callable[[], bool], timeout: float = 30) -> float:
 
 
 def found(folder: Path, words: str) -> list[str]:
-    """Paths a hybrid query in this (other) process finds for `words`; lexical hits only."""
+    """Paths a keyword query in this process (not the watching one) finds for `words`."""
     with Collection.open(folder) as col:
         result = col.query(words, mode="lexical", k=5)
     return [hit.path for hit in result.hits]

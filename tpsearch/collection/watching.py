@@ -115,6 +115,8 @@ class Watcher:
         from tpsearch.collection.indexing import check_arguments
 
         given = check_arguments(self.paths, self.batch_size)
+        if given is None and self.col.store.get_meta("sources") is None:
+            self._index(None)  # a new collection: its first run decides what it holds
         watched = given if given is not None else self.sources()
         targets = sorted({str(s if s.is_dir() else s.parent) for s in watched if s.exists()})
         if not targets:
