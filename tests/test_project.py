@@ -59,7 +59,8 @@ ALLOWED_IMPORTS = {
     "engine": (),
     "analysis": (),
     "collection": ("tpsearch.analysis", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
-    "cli": ("tpsearch.analysis", "tpsearch.collection", "tpsearch.engine"),
+    "tui": ("tpsearch.collection",),
+    "cli": ("tpsearch.analysis", "tpsearch.collection", "tpsearch.engine", "tpsearch.tui"),
 }
 # The one place the collection names the real engine: the default encoder, imported lazily.
 LAZY_ENGINE_IMPORT = ("collection/facade.py", "tpsearch.engine.token_prepending")

@@ -4,7 +4,14 @@ No file walking, SQL or torch in here. `app.py` holds the Typer app and its one 
 boundary; each other module registers the commands of one area on it.
 """
 
-from tpsearch.cli import analysis, collections, engine, models, retrieval  # noqa: F401  (they register commands)
+from tpsearch.cli import (  # noqa: F401  (they register commands)
+    analysis,
+    collections,
+    engine,
+    live,
+    models,
+    retrieval,
+)
 from tpsearch.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -123,6 +123,7 @@ def index_command(
                     progress=progress,
                     batch_size=batch_size,
                     forget=forget or (),
+                    on_busy=lambda owner: render_notice(stderr, waiting_line(owner)),
                 )
         except KeyboardInterrupt:
             message = "interrupted; the work committed so far is kept: run `tpsearch index` again"
@@ -135,6 +136,13 @@ def index_command(
     _report(summary, verbose, line=True)
 
 
+def waiting_line(owner: str) -> str:
+    return (
+        f"another tpsearch process is writing this collection ({owner}, `tpsearch watch`?): "
+        "waiting for its turn; Ctrl-C gives up"
+    )
+
+
 def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
     from tpsearch.cli.render.collection import render_notice, render_summary
 
@@ -145,7 +153,13 @@ def _report(summary: IndexSummary, verbose: bool, line: bool) -> None:
 
 @app.command("query")
 def query_command(
-    text: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="What to look for, in your own words (with -i: the first query, optional).",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
     mode: Annotated[
         str, typer.Option(help="hybrid (keywords and vectors, fused), semantic or lexical.")
@@ -168,6 +182,15 @@ def query_command(
     ] = False,
     index_dir: IndexDirOpt = None,
     device: DeviceOpt = None,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help="A search screen: results as you type, a preview, keys to change mode, narrow "
+            "by path, open in $EDITOR, show similar passages.",
+        ),
+    ] = False,
 ) -> None:
     """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
     from tpsearch.cli.render.collection import hits_json, render_hits, render_notice
@@ -176,6 +199,11 @@ def query_command(
     if as_json and as_jsonl:
         raise ConfigError("choose one of --json and --jsonl")
     cwd = Path.cwd()
+    if interactive:
+        search_screen(cwd, index_dir, text or "", mode, path, k, device)
+        return
+    if text is None:
+        raise ConfigError("give a query: `tpsearch query WORDS`, or `tpsearch query -i`")
     with Collection.locate(cwd, index_dir) as collection:
         result = collection.query(
             text,
@@ -195,6 +223,32 @@ def query_command(
     else:
         render_hits(stdout, result, root, cwd, files)
     raise typer.Exit(0 if result.hits else 1)
+
+
+def search_screen(
+    cwd: Path,
+    index_dir: Path | None,
+    text: str,
+    mode: str,
+    path: str | None,
+    k: int,
+    device: str | None,
+) -> None:
+    import os
+
+    from tpsearch.collection import Collection
+    from tpsearch.tui import SearchApp, editor_command
+
+    with Collection.locate(cwd, index_dir) as collection:
+        SearchApp(
+            collection,
+            text=text,
+            mode=mode,
+            path=path,
+            k=max(k, 20),
+            editor=editor_command(os.environ),
+            overrides=model_overrides({"device": device}),
+        ).run()
 
 
 @app.command("status")

@@ -3,8 +3,10 @@
 `Collection` (in `facade.py`) is the API; the modules beside it each do one job: `sources`
 and `scanning` find and read files, `chunking` cuts them, `embedding` and `indexing` turn them
 into stored vectors, `search` answers queries, `store`/`schema` hold the data, `vector_index`
-and `vector_cache` keep the FAISS copy, `locking` allows one writer. The collection knows the
-embedding engine only through the `Encoder` protocol (`tpsearch.engine.encoder`).
+and `vector_cache` keep the FAISS copy, `locking` allows one writer, `watching` re-indexes
+as files change, `passages` shows a hit in its file and finds passages like it. The
+collection knows the embedding engine only through the `Encoder` protocol
+(`tpsearch.engine.encoder`).
 """
 
 from tpsearch.collection.facade import (

@@ -171,6 +171,7 @@ class Collection:
         progress: Progress | None = None,
         batch_size: int = 32,
         forget: Sequence[Path | str] = (),
+        on_busy: Callable[[str], None] | None = None,
     ) -> IndexSummary:
         """Bring the collection up to date with `paths` (default: the paths indexed before).
 
@@ -179,6 +180,8 @@ class Collection:
         Raises `ModelLoadError` after committing the scan if the model cannot load.
         `forget` names remembered files or folders to stop indexing: their files are removed
         (a remembered folder that is missing keeps its files until then).
+        While another process writes, raises `WriterBusy`; or, with `on_busy`, tells it who
+        writes (once) and waits for its turn.
         """
         from tpsearch.collection.indexing import ScanOverrides, run_index
 
@@ -193,6 +196,7 @@ class Collection:
             progress=progress,
             batch_size=batch_size,
             forget=[Path(p) for p in forget],
+            on_busy=on_busy,
         )
 
     def query(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -158,12 +158,13 @@ def run_index(
     progress: Progress | None,
     batch_size: int,
     forget: list[Path],
+    on_busy: Callable[[str], None] | None = None,
 ) -> IndexSummary:
     given = check_arguments(paths, batch_size)
     progress = progress or NullProgress()
     summary = IndexSummary()
-    started = time.monotonic()
-    with WriterLock(col.folder):
+    with WriterLock(col.folder, on_busy=on_busy):  # waits, when told where to say so
+        started = time.monotonic()
         store = col.store
         run_id = store.start_run(now())
         status = "failed"

@@ -5,6 +5,8 @@ descriptor: the operating system releases it when the owner exits, however it ex
 included), so a dead owner never blocks the next run and there is no stale-lock clean-up.
 The file also holds the owner's pid, host and start time, for the message a second writer gets.
 Readers never take it: SQLite's WAL mode lets them read while the writer writes.
+A writer that would rather wait than fail (`tpsearch index` while `tpsearch watch` writes a
+batch) passes `on_busy`: it is told once who holds the lock, then polls until it is free.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -21,26 +25,44 @@ from tpsearch.errors import WriterBusy
 
 LOCK_NAME = "write.lock"
 _INFO_OFFSET = 16  # owner info lives after the locked byte range (Windows locks bytes)
+POLL_SECONDS = 0.05  # how often a waiting writer tries again
 
 
 class WriterLock:
-    """`with WriterLock(folder):` holds the collection's write lock, or raises WriterBusy."""
+    """`with WriterLock(folder):` holds the collection's write lock, or raises WriterBusy.
 
-    def __init__(self, folder: Path) -> None:
+    With `on_busy`, a busy lock is waited for instead: `on_busy` gets the owner's description
+    (pid, host, since) once, then the lock is tried every POLL_SECONDS until it is free.
+    """
+
+    def __init__(self, folder: Path, on_busy: Callable[[str], None] | None = None) -> None:
         self.path = folder / LOCK_NAME
+        self.on_busy = on_busy
         self._fd: int | None = None
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _lock(fd)
-        except OSError:
-            owner = _read_owner(fd)
-            os.close(fd)
-            raise WriterBusy(
-                f"another tpsearch process is writing this collection ({owner}): wait for it "
-                "to finish; queries keep working meanwhile"
-            ) from None
+        told = False
+        while True:
+            try:
+                _lock(fd)
+                break
+            except OSError:
+                owner = _read_owner(fd)
+            if self.on_busy is None:
+                os.close(fd)
+                raise WriterBusy(
+                    f"another tpsearch process is writing this collection ({owner}): wait for "
+                    "it to finish; queries keep working meanwhile"
+                ) from None
+            try:
+                if not told:
+                    self.on_busy(owner)
+                    told = True
+                time.sleep(POLL_SECONDS)
+            except BaseException:  # Ctrl-C while waiting: nothing held, nothing to undo
+                os.close(fd)
+                raise
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from tpsearch.analysis.space import VectorSpace
     from tpsearch.collection.facade import Collection, EncoderFactory
+    from tpsearch.collection.schema import ChunkRow
     from tpsearch.collection.store import Store
 
 Mode = Literal["hybrid", "semantic", "lexical"]
@@ -219,6 +220,18 @@ def run_query(
             f"{counts['pending']} of {counts['chunks']} chunks have no vector yet and are found "
             f"{found}: run `tpsearch index` to embed them"
         )
+    hits = make_hits(ranked, rows, terms, k, files)
+    return QueryResult(text, cast(Mode, mode), used, hits, notices)
+
+
+def make_hits(
+    ranked: Sequence[tuple[int, float]],
+    rows: Mapping[int, ChunkRow],
+    terms: Sequence[str],
+    k: int,
+    files: bool = False,
+) -> list[Hit]:
+    """The first `k` ranked chunks that still exist (one per file with `files`), as hits."""
     hits: list[Hit] = []
     seen_paths: set[str] = set()
     for chunk_id, score in ranked:
@@ -242,7 +255,7 @@ def run_query(
         )
         if len(hits) == k:
             break
-    return QueryResult(text, cast(Mode, mode), used, hits, notices)
+    return hits
 
 
 def _query_vector(

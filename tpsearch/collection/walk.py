@@ -147,6 +147,34 @@ def walk(
     return state.result
 
 
+def unreachable(source: Path, root: Path, settings: ScanSettings, path: Path) -> bool:
+    """Whether a walk of `source` would pass `path` by (a path below `source` that may be gone
+    already): one of the folders or names on the way is hidden, a VCS folder, ignored by an
+    ignore file or an excluded folder. `tpsearch watch` drops such changes before a batch.
+    (Whether the file itself is indexed, skipped or gone is for the walk that follows.)"""
+    source, path = Path(os.path.abspath(source)), Path(os.path.abspath(path))
+    if path == source or not path.is_relative_to(source) or not source.is_dir():
+        return False
+    exclude = _compile(settings.exclude + (() if settings.include else DEFAULT_EXCLUDES), "exclude")
+    rules = _Rules()
+    if source != root and source.is_relative_to(root):
+        for folder in reversed(source.relative_to(root).parents):
+            rules = rules.with_folder(root / folder)
+    folder = source
+    names = path.relative_to(source).parts
+    for depth, name in enumerate(names):
+        here = folder / name
+        is_dir = depth < len(names) - 1 or here.is_dir()
+        rules = rules.with_folder(folder)
+        shown = relative_to_root(here, root) + ("/" if is_dir else "")
+        if name.startswith(".") or (is_dir and name in VCS_DIRS) or rules.ignored(here, is_dir):
+            return True
+        if is_dir and exclude is not None and exclude.match_file(shown):
+            return True
+        folder = here
+    return False
+
+
 def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> None:
     """Walk `folder`, whose path relative to the collection root is `rel_folder`."""
     try:
