@@ -182,8 +182,10 @@ def evaluate_retrieval(
     overrides: Mapping[str, Any] | None = None,
     encoder_factory: EncoderFactory | None = None,
     progress: Callable[[int, int], None] | None = None,
+    corrected: bool = True,
 ) -> RetrievalReport:
-    """Run every judged query in each mode and score the ranked files.
+    """Run every judged query in each mode and score the ranked files (`corrected=False`:
+    semantic scores in the raw vector space, for comparison).
 
     `root` replaces the judged file's root. A mode that cannot run (semantic or hybrid with
     no usable vectors) is reported unavailable, with the reason the search gave.
@@ -209,6 +211,7 @@ def evaluate_retrieval(
                 files=True,
                 overrides=overrides,
                 encoder_factory=encoder_factory,
+                corrected=corrected,
             )
             if result.used != mode:  # no usable vectors: it fell back to keywords
                 why = result.notices[0] if result.notices else "it fell back to keywords"
