@@ -201,7 +201,7 @@ class VectorIndex:
             # Through Python's file, not FAISS's own: FAISS only prints a failed close (a full
             # disk) and leaves a cut-short file; here every failed write raises.
             with open(temporary, "wb") as handle:
-                writer = faiss.PyCallbackIOWriter(handle.write)
+                writer = faiss.PyCallbackIOWriter(handle.write)  # type: ignore[attr-defined]
                 faiss.write_index(self.index, writer)
                 del writer
                 handle.flush()
