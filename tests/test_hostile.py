@@ -29,7 +29,7 @@ from tpsearch.collection.chunking import ChunkSettings, chunk_document
 from tpsearch.collection.documents import read_bytes, read_document
 from tpsearch.collection.sources import ScanSettings
 from tpsearch.collection.walk import walk
-from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
+from tpsearch.errors import CollectionError, ModelLoadError, TpsearchWarning, WriterBusy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -262,7 +262,10 @@ def test_a_held_sqlite_write_lock_is_waited_for_then_refused(hashed: Path) -> No
     assert "waiting up to 60 s" in waited.stderr  # said while it waited
     with write_lock_held(database, seconds=None), Collection.locate(hashed) as col:
         col.busy_wait_seconds = 0.5
-        with pytest.raises(WriterBusy, match=r"held the write lock .* close it"):
+        with (
+            pytest.warns(TpsearchWarning, match="waiting up to 0.5 s"),
+            pytest.raises(WriterBusy, match=r"held the write lock .* close it"),
+        ):
             col.index(encoder_factory=using(HashingEncoder()))
 
 
@@ -306,6 +309,21 @@ def test_a_full_disk_is_one_clear_line_and_the_next_run_completes(
     done = run("index", "--index", str(index))
     assert done.exit_code == 0, done.output
     assert run("query", "word7", "--index", str(index), "--mode", "lexical").exit_code == 0
+
+
+def test_a_full_disk_while_saving_the_vector_index_is_an_error_not_a_short_file(
+    small_disk: Path,
+) -> None:
+    import numpy as np
+
+    from tpsearch.collection.vector_index import VectorIndex
+
+    vectors = np.random.default_rng(0).standard_normal((2_000, 64)).astype(np.float32)
+    index = VectorIndex.build(np.arange(2_000), vectors, 64)  # 512 kB: more than the disk
+    path = small_disk / "vectors-1.faiss"
+    with pytest.raises(CollectionError, match="disk"):
+        index.save(path)
+    assert not path.exists() and list(small_disk.iterdir()) == []  # no cut-short file left
 
 
 @pytest.fixture
