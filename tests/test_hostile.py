@@ -140,6 +140,22 @@ def test_escape_sequences_from_files_never_reach_the_terminal(hashed: Path) -> N
     assert any("\x1b]8;;http://evil.example/" in hit["snippet"] for hit in exact)
 
 
+def test_the_search_screen_shows_escape_sequences_as_visible_marks() -> None:
+    from tpsearch.collection.passages import Passage
+    from tpsearch.collection.search import Hit
+    from tpsearch.tui.preview import hit_row, passage_text
+
+    hit = Hit(1, 0.9, 7, "docs/\x1b[31mred.md", 1, 2, "Title \x1b]0;pwned\x07", "", ())
+    row = hit_row(hit).plain
+    lines = [(1, "Clear \x1b[2J the firewall"), (2, "\u202eevil")]
+    preview = passage_text(Passage("docs/a.md", lines, 1, 2, False), ["firewall"])
+    for text in (row, preview.plain):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\u241b[31mred.md" in row and "\u241b[2J" in preview.plain
+    marked = [preview.plain[s.start : s.end] for s in preview.spans if "bold" in str(s.style)]
+    assert marked == ["firewall"]  # the query word is still the one marked
+
+
 # --- data loss -------------------------------------------------------------------------------
 
 
