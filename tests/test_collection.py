@@ -250,7 +250,8 @@ def test_reembed_replaces_every_vector_under_a_new_file(col: Collection, docs: P
     encoder = HashingEncoder(dim=32, model_id="test/other")
     summary = col.index(overrides={"pooling": "mean"}, reembed=True, encoder_factory=using(encoder))
     assert summary.updated == 3  # the chunk budget follows the pooling: re-chunked
-    assert encoder.texts_encoded == len(chunk_ids(col)) and summary.pending == 0
+    # every chunk, and one probe text: the new encoder is tried before a vector is dropped
+    assert encoder.texts_encoded == len(chunk_ids(col)) + 1 and summary.pending == 0
     assert not col.vectors_path(1).exists() and saved_ids(col) == chunk_ids(col)
     assert col.status().model_id == "test/other"
     again = col.index(encoder_factory=using(encoder))  # stored settings now say mean
@@ -632,19 +633,19 @@ def test_files_and_folders_that_cannot_be_read_are_skipped_and_counted(
     (docs / "locked").mkdir()
     edit(docs / "locked" / "inside.md", "# Inside\n\nBehind a closed door.\n")
     denied = {docs / "api.md", docs / "locked"}
-    real_read, real_scandir = Path.read_bytes, os.scandir
+    real_open, real_scandir = os.open, os.scandir
 
-    def read_bytes(path: Path) -> bytes:
-        if path in denied:
+    def open_file(path: os.PathLike[str] | str, flags: int, *args: int) -> int:
+        if Path(path) in denied:
             raise PermissionError(13, "Permission denied", str(path))
-        return real_read(path)
+        return real_open(path, flags, *args)
 
     def scandir(path: os.PathLike[str] | str):  # type: ignore[no-untyped-def]
         if Path(path) in denied:
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)  # as chmod 000 would (but not for root)
+    monkeypatch.setattr("tpsearch.collection.documents.os.open", open_file)  # as chmod 000 would
     monkeypatch.setattr("tpsearch.collection.walk.os.scandir", scandir)
     summary = col.index([docs], encoder_factory=hashing())
     unreadable = {s.rel: s.detail for s in summary.skips if s.reason == "unreadable"}

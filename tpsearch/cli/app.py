@@ -8,18 +8,19 @@ traceback. Commands live in the modules beside this one, one module per area.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import traceback
 import warnings
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from tpsearch import __version__
+from tpsearch.cli.render.safe import SafeConsole
 from tpsearch.errors import TpsearchError, TpsearchWarning
 
 
@@ -30,13 +31,13 @@ def _closed_pipe() -> None:
     raise SystemExit(141)
 
 
-class _Console(Console):
+class _Console(SafeConsole):
     def on_broken_pipe(self) -> None:  # Rich's own handler exits 1, which `query` means as none
         _closed_pipe()
 
 
 stdout = _Console(soft_wrap=True)
-stderr = Console(stderr=True)
+stderr = SafeConsole(stderr=True)  # file names reach it too (skips, errors)
 
 
 class TpsearchGroup(TyperGroup):
@@ -60,12 +61,28 @@ class TpsearchGroup(TyperGroup):
                 _closed_pipe()
             except (typer.Exit, typer.Abort, TyperException):
                 raise  # exit codes and usage errors: Typer reports them
-            except Exception:
-                traceback.print_exc(file=sys.stderr)
-                _error_line(
-                    "unexpected error, a bug in tpsearch: please report it (traceback above)"
-                )
+            except sqlite3.DatabaseError as error:  # a full disk, a damaged file, a lock
+                from tpsearch.collection.db_errors import database_error
+
+                _error_line(str(database_error(error)))
                 raise SystemExit(2) from None
+            except OSError as error:
+                from tpsearch.collection.db_errors import os_error
+
+                known = os_error(error)
+                if known is None:
+                    _unexpected()
+                else:
+                    _error_line(str(known))
+                raise SystemExit(2) from None
+            except Exception:
+                _unexpected()
+                raise SystemExit(2) from None
+
+
+def _unexpected() -> None:
+    traceback.print_exc(file=sys.stderr)
+    _error_line("unexpected error, a bug in tpsearch: please report it (traceback above)")
 
 
 def _error_line(message: str) -> None:

@@ -266,13 +266,21 @@ def status_command(
 ) -> None:
     """What the collection holds: files, chunks, pending vectors, skips, model, sizes.
 
-    Exit status: 0, or 1 when --check finds a problem, 2 on an error.
+    Exit status: 0, or 1 when --check finds a problem (a damaged database file included),
+    2 on an error.
     """
     from tpsearch.cli.render.collection import render_status, status_json
     from tpsearch.collection import Collection
+    from tpsearch.collection.db_errors import DamagedDatabase
 
-    with Collection.locate(Path.cwd(), index_dir) as collection:
-        status = collection.status(check=check)
+    try:
+        with Collection.locate(Path.cwd(), index_dir) as collection:
+            status = collection.status(check=check)
+    except DamagedDatabase as error:
+        if not check:
+            raise
+        error.exit_code = 1  # what --check looks for, found
+        raise
     if as_json:
         typer.echo(status_json(status))
     else:

@@ -100,8 +100,11 @@ class Embedder:
         # On Ctrl-C or an error: the worker ends after its current group, or once its model
         # has loaded (a load cannot be cut short). Waiting for it is not needed for safety: it
         # only reads, through its own connection, and nothing it sends is committed any more.
+        # After an error (a full disk) it is waited for all the same: a process that exits
+        # while a thread is inside torch can die in a native abort (exit 134) instead of
+        # giving its one-line message. Ctrl-C waits 5 s at most.
         self.stop.set()
-        self.worker.join(timeout=5)
+        self.worker.join(timeout=5 if exc_type is KeyboardInterrupt else None)
         self.quiet_truncation.__exit__(exc_type, exc, tb)
 
     # --- the worker thread: reads and encodes, never writes ----------------------------------

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from tpsearch.collection.db_errors import DamagedDatabase, database_error
 from tpsearch.collection.locking import WriterLock
 from tpsearch.collection.schema import DB_NAME
 from tpsearch.collection.store import Store
 from tpsearch.collection.vector_cache import VectorCache
 from tpsearch.collection.vector_index import VectorPolicy
-from tpsearch.collection.vector_settings import changed_fields
+from tpsearch.collection.vector_settings import changed_fields, from_stored
 from tpsearch.collection.vector_space import describe_space
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.engine.settings import EncoderSettings
@@ -107,6 +109,8 @@ class Collection:
         self.store = store
         self.vectors = VectorCache(folder, store)
         self._encoder: tuple[tuple[EncoderFactory, str], Encoder] | None = None
+        # How long `index` waits for another process's SQLite write lock before it gives up.
+        self.busy_wait_seconds = 60.0
 
     # --- finding and opening -----------------------------------------------------------------
 
@@ -257,7 +261,25 @@ class Collection:
         return cluster(self.store, level, settings or ClusterSettings(), with_map, corrected)
 
     def status(self, check: bool = False) -> CollectionStatus:
-        """What the collection holds; `check` also verifies every invariant (reads it all)."""
+        """What the collection holds; `check` also verifies every invariant (reads it all).
+        Raises DamagedDatabase when the SQLite file is damaged, with what SQLite found."""
+        try:
+            return self._status(check)
+        except sqlite3.DatabaseError as error:
+            found = database_error(error, self.store.path)
+            if isinstance(found, DamagedDatabase):
+                found = DamagedDatabase(f"{found} [{self._integrity()}]")
+            raise found from None
+
+    def _integrity(self) -> str:
+        try:
+            rows = self.store.db.execute("PRAGMA quick_check(5)").fetchall()
+            found = "; ".join(str(row[0]) for row in rows)
+            return "SQLite quick check: " + "; ".join(found.splitlines())
+        except sqlite3.DatabaseError as error:
+            return f"SQLite quick check: {error}"
+
+    def _status(self, check: bool) -> CollectionStatus:
         store = self.store
         with store.snapshot():
             skipped = store.skip_counts()
@@ -295,7 +317,7 @@ class Collection:
 
     def stored_settings(self) -> EncoderSettings | None:
         data = self.store.get_meta("encoder_settings")
-        return EncoderSettings.from_dict(data) if data else None
+        return from_stored(data) if data else None
 
     def wanted_settings(self, overrides: Mapping[str, Any], reembed: bool) -> EncoderSettings:
         """Stored settings with `overrides` applied, refusing a change that would mix vectors."""

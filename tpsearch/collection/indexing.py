@@ -166,12 +166,15 @@ def run_index(
     with WriterLock(col.folder, on_busy=on_busy):  # waits, when told where to say so
         started = time.monotonic()
         store = col.store
+        store.wait_for_writers(col.busy_wait_seconds)
         run_id = store.start_run(now())
         status = "failed"
         try:
             scan_settings = scan.apply(_stored_scan_settings(col, scan))
             plan = _plan_sources(col, given, forget)
-            settings, chunker = _prepare(col, overrides, reembed, summary)  # checked all first
+            settings, chunker = _prepare(  # checked all first
+                col, overrides, reembed, summary, encoder_factory, progress
+            )
             store.set_meta(sources=plan.remembered, scan=scan_settings.to_dict())
             if plan.forgotten:
                 summary.removed += forget_sources(store, plan.forgotten, plan.remembered)
@@ -216,9 +219,16 @@ def _only_version_differs(stored: dict[str, Any], chunker: ChunkSettings) -> boo
 
 
 def _prepare(
-    col: Collection, overrides: dict[str, Any], reembed: bool, summary: IndexSummary
+    col: Collection,
+    overrides: dict[str, Any],
+    reembed: bool,
+    summary: IndexSummary,
+    encoder_factory: EncoderFactory,
+    progress: Progress,
 ) -> tuple[EncoderSettings, ChunkSettings]:
-    """Settings for this run; on --reembed, drop every vector (and the FAISS file) first."""
+    """Settings for this run; on --reembed, drop every vector (and the FAISS file) first, but
+    only once the new encoder has loaded and given a vector: a model that cannot load (a typo
+    in --model) leaves every vector in place."""
     store = col.store
     settings = col.wanted_settings(overrides, reembed)
     chunker = ChunkSettings.for_encoder(settings.pooling, settings.max_length)
@@ -241,6 +251,7 @@ def _prepare(
         )
     clear = reembed and embedded
     if clear:
+        _try_encoder(col, settings, encoder_factory, progress)
         col.vectors_path().unlink(missing_ok=True)  # never serve the old vectors again
         col.vectors.forget()
     # One transaction: a crash never leaves the old settings behind with their vectors gone.
@@ -258,6 +269,21 @@ def _prepare(
             store.mark_all_for_rechunk()
         store.set_meta(encoder_settings=storable(settings), chunker=chunker.to_dict())
     return settings, chunker
+
+
+def _try_encoder(
+    col: Collection, settings: EncoderSettings, factory: EncoderFactory, progress: Progress
+) -> None:
+    """Load the encoder (kept for the run) and check it gives one finite vector."""
+    from tpsearch.collection.embedding import check_vectors
+
+    progress.start("load", None)
+    try:
+        encoder = col.encoder(settings, factory)
+    except TpsearchError as error:
+        raise type(error)(f"{error} (--reembed changed nothing: every vector is kept)") from None
+    check_vectors(encoder.encode(["tpsearch"]), 1, encoder.dim, [0])
+    progress.finish("load")
 
 
 def _stored_scan_settings(col: Collection, scan: ScanOverrides) -> ScanSettings:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
-from tpsearch.errors import WriterBusy
+from tpsearch.errors import CollectionError, WriterBusy
 
 LOCK_NAME = "write.lock"
 _INFO_OFFSET = 16  # owner info lives after the locked byte range (Windows locks bytes)
@@ -41,7 +41,14 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise CollectionError(
+                f"cannot write to the collection folder {self.path.parent} "
+                f"({error.strerror or error}): give yourself write access to it, or pass "
+                "--index DIR to index into a folder you may write; queries keep working"
+            ) from None
         told = False
         while True:
             try:

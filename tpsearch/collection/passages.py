@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tpsearch.collection.documents import Document, read_document
+from tpsearch.collection.documents import Document, read_bytes, read_document
 from tpsearch.collection.search import Mode, QueryResult, fts_expression, make_hits, query_terms
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CONTEXT_LINES = 3  # lines shown before and after the passage
 MAX_LINES = 200  # of a passage; a preview is not an editor
+PREVIEW_MAX_BYTES = 64 << 20  # a file grown beyond this since it was indexed: stored text
 KEYWORDS_OF_A_PASSAGE = 24  # words of a passage searched for, when there are no vectors
 
 
@@ -40,10 +41,9 @@ def passage(col: Collection, chunk_id: int, context: int = CONTEXT_LINES) -> Pas
     if row is None:
         return None
     start, end = row.start_line, min(row.end_line, row.start_line + MAX_LINES - 1)
-    try:
-        doc = read_document((col.root / row.path).read_bytes())
-    except OSError:
-        doc = None
+    data = read_bytes(col.root / row.path, PREVIEW_MAX_BYTES)  # never blocks on a FIFO
+    whole = isinstance(data, bytes) and len(data) <= PREVIEW_MAX_BYTES
+    doc = read_document(data) if whole and isinstance(data, bytes) else None
     text = doc.text.splitlines() if isinstance(doc, Document) else []
     chunk_lines = row.text.splitlines()
     shown = text[start - 1 : end]

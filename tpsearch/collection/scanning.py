@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tpsearch.collection.chunking import ChunkSettings, chunk_document, detect_format, heading_text
-from tpsearch.collection.documents import Unreadable, read_document
+from tpsearch.collection.documents import Unreadable, read_bytes, read_document
 from tpsearch.collection.schema import STAT_COLUMNS
 from tpsearch.collection.sources import (
     Candidate,
@@ -161,13 +161,11 @@ def _index_file(
     stat = file.stat
     if stat.mtime_ns >= fresh_after:  # may change again within its mtime tick: check next time
         stat = replace(stat, mtime_ns=0)
-    try:
-        data = file.path.read_bytes()
-    except OSError as error:
-        skip = Skip(file.rel, "unreadable", error.strerror or type(error).__name__)
-        return FileOutcome("skipped", skip=skip)
+    data = read_bytes(file.path, settings.max_file_bytes)
+    if isinstance(data, Unreadable):
+        return FileOutcome("skipped", skip=Skip(file.rel, data.reason, data.detail))
     if len(data) > settings.max_file_bytes:
-        detail = f"{len(data)} bytes > {settings.max_file_bytes}"
+        detail = f"{max(len(data), file.stat.size)} bytes > {settings.max_file_bytes}"
         return FileOutcome("skipped", skip=Skip(file.rel, "too-large", detail, stat))
     doc = read_document(data)
     if isinstance(doc, Unreadable):

@@ -13,7 +13,9 @@ chunk it was added for.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from tpsearch.collection.db_errors import database_error, way_out
 from tpsearch.collection.schema import (
     CHUNK_COLUMNS,
     READER_OPTIONAL,
@@ -36,7 +39,7 @@ from tpsearch.collection.schema import (
     signature,
 )
 from tpsearch.collection.sources import Signature
-from tpsearch.errors import CollectionError, WriterBusy
+from tpsearch.errors import CollectionError, TpsearchWarning, WriterBusy
 
 _BUSY, _LOCKED, _READONLY, _CANTOPEN = 5, 6, 8, 14  # SQLite's primary result codes
 
@@ -65,6 +68,15 @@ _PENDING = (
 )
 
 
+def _read_only_media(path: Path) -> Path | sqlite3.Connection:
+    """A reader's connection to a database in a folder nobody here may write (a read-only
+    mount, a shared folder): with no -wal file beside it, no writer is at work, and SQLite is
+    told the file is immutable (else WAL mode needs to create a -shm file, and cannot)."""
+    if os.access(path.parent, os.W_OK) or path.with_name(path.name + "-wal").exists():
+        return path
+    return sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True, check_same_thread=False)
+
+
 class Store:
     """One connection to a collection's database."""
 
@@ -72,14 +84,14 @@ class Store:
         self.path = path
         self._counts: tuple[tuple[int, int], dict[str, int]] | None = None
         try:
-            self.db = Database(path, execute_plugins=False)
+            self.db = Database(_read_only_media(path) if not write else path, execute_plugins=False)
             self.db.execute("PRAGMA busy_timeout = 10000")
             self.db.execute("PRAGMA foreign_keys = ON")
             if write:  # WAL is a property of the file: readers find it set
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against crashes
         except sqlite3.DatabaseError as error:
-            raise CollectionError(f"cannot open the collection database {path}: {error}") from None
+            raise database_error(error, path) from None
 
     @classmethod
     def open(cls, path: Path, write: bool = False) -> Store:
@@ -95,7 +107,7 @@ class Store:
             store._check_schema(write)
         except sqlite3.DatabaseError as error:
             store.close()
-            raise CollectionError(f"cannot open the collection database {path}: {error}") from None
+            raise database_error(error, path) from None
         except BaseException:
             store.close()
             raise
@@ -138,6 +150,36 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def wait_for_writers(self, bound_seconds: float = 60.0) -> None:
+        """Before a run writes: take SQLite's write lock for a moment. When another process
+        holds it (an open `sqlite3` shell, a backup), warn that the run waits, up to
+        `bound_seconds`, then raise WriterBusy with the way out."""
+        (timeout,) = self.db.execute("PRAGMA busy_timeout").fetchone()
+        try:
+            for wait_ms in (200, int(bound_seconds * 1000)):
+                self.db.execute(f"PRAGMA busy_timeout = {wait_ms}")
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self.db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as error:
+                    if _cause(error) != "busy":
+                        raise
+                if wait_ms == 200:
+                    warnings.warn(
+                        f"another process holds the write lock of {self.path} (an open "
+                        f"`sqlite3` shell?): waiting up to {bound_seconds:g} s for it",
+                        TpsearchWarning,
+                        stacklevel=2,
+                    )
+            raise WriterBusy(
+                f"another process has held the write lock of {self.path} for over "
+                f"{bound_seconds:g} s: close it (an open `sqlite3` shell, a tool reading the "
+                "database) and run the command again"
+            )
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.db.atomic():
@@ -162,7 +204,16 @@ class Store:
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as error:  # edited by hand, or a damaged page
+            raise CollectionError(
+                f"the setting {key!r} in {self.path} is not valid JSON ({error}): delete it "
+                f"(`sqlite3 {self.path} \"DELETE FROM meta WHERE key = '{key}'\"`) and run "
+                "`tpsearch index`, or move the collection folder aside and index again"
+            ) from None
 
     def set_meta(self, **values: Any) -> None:
         with self.db.atomic():
@@ -429,7 +480,7 @@ class Store:
         found = []
         (integrity,) = self.db.execute("PRAGMA integrity_check").fetchone()
         if integrity != "ok":
-            found.append(f"SQLite integrity check: {integrity}")
+            found.append(f"SQLite integrity check: {integrity} ({way_out(self.path)})")
         (orphans,) = self.db.execute(
             "SELECT count(*) FROM vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)"
         ).fetchone()

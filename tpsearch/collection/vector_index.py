@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from tpsearch.errors import CollectionError, first_line
+
 if TYPE_CHECKING:
     from tpsearch.collection.store import Store
 
@@ -196,10 +198,21 @@ class VectorIndex:
 
         temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         try:
-            faiss.write_index(self.index, str(temporary))
-            with open(temporary, "rb+") as handle:
+            # Through Python's file, not FAISS's own: FAISS only prints a failed close (a full
+            # disk) and leaves a cut-short file; here every failed write raises.
+            with open(temporary, "wb") as handle:
+                writer = faiss.PyCallbackIOWriter(handle.write)  # type: ignore[attr-defined]
+                faiss.write_index(self.index, writer)
+                del writer
+                handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
+        except (OSError, RuntimeError) as error:
+            raise CollectionError(
+                f"cannot write the vector index {path} ({first_line(error)}): is the disk "
+                "full? The vectors are safe in SQLite; free some space and run "
+                "`tpsearch index` again"
+            ) from None
         finally:
             temporary.unlink(missing_ok=True)
         _fsync_folder(path.parent)

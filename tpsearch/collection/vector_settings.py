@@ -17,9 +17,19 @@ if TYPE_CHECKING:
     from tpsearch.engine.encoder import Encoder
 
 # Settings that change how fast vectors come, not what they are: free to differ between runs,
-# and not stored (a collection indexed on a GPU can be queried on a laptop).
+# and not stored (a collection indexed on a GPU can be queried on a laptop). With them the
+# permissions of the person running the command: `trust_remote_code` runs code from the model
+# folder, so only a flag or the environment may turn it on, never a collection (collections are
+# copied with repositories and unpacked from archives).
 RUNTIME_FIELDS = frozenset(
-    {"device", "prefix_cache", "padding_side", "calibration_file", "model_cache"}
+    {
+        "device",
+        "prefix_cache",
+        "padding_side",
+        "calibration_file",
+        "model_cache",
+        "trust_remote_code",
+    }
 )
 
 
@@ -28,6 +38,12 @@ def storable(settings: EncoderSettings) -> dict[str, Any]:
     defaults = EncoderSettings()
     keep = {name: getattr(defaults, name) for name in RUNTIME_FIELDS}
     return dataclasses.replace(settings, **keep).to_dict()
+
+
+def from_stored(data: dict[str, Any]) -> EncoderSettings:
+    """Stored settings, without any runtime field: a collection written by an older tpsearch
+    (or by hand) may hold `trust_remote_code: true`, which must not turn it on."""
+    return EncoderSettings.from_dict({k: v for k, v in data.items() if k not in RUNTIME_FIELDS})
 
 
 def changed_fields(stored: EncoderSettings, wanted: EncoderSettings) -> list[str]:
@@ -40,8 +56,11 @@ def changed_fields(stored: EncoderSettings, wanted: EncoderSettings) -> list[str
 
 
 def check_same_vectors(stored_fingerprint: str | None, encoder: Encoder) -> None:
-    """Refuse an encoder whose vectors would not match the ones stored (None: none stored)."""
-    if stored_fingerprint is not None and stored_fingerprint != encoder.fingerprint:
+    """Refuse an encoder whose vectors would not match the ones stored (None: none stored).
+    A fingerprint an older tpsearch gave the same encoder is accepted (a collection's next
+    index run records the current one)."""
+    accepted = (encoder.fingerprint, *getattr(encoder, "former_fingerprints", ()))
+    if stored_fingerprint is not None and stored_fingerprint not in accepted:
         raise CollectionError(
             f"the model now gives other vectors than this collection holds (fingerprint "
             f"{encoder.fingerprint}, collection {stored_fingerprint}): did the model files "

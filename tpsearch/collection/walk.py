@@ -9,6 +9,7 @@ to the folder it sits in and below, a deeper file wins, and an ignored folder is
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,22 +177,17 @@ def unreachable(source: Path, root: Path, settings: ScanSettings, path: Path) ->
 
 
 def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> None:
-    """Walk `folder`, whose path relative to the collection root is `rel_folder`."""
-    try:
-        info = folder.stat()
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as error:
-        state.skip(rel_folder + "/", "unreadable", _reason(error))
-        return
-    if (info.st_dev, info.st_ino) == state.own:
-        state.skip(rel_folder + "/", "collection", "tpsearch's own folder")
-        return
-    if (info.st_dev, info.st_ino) in state.visited:
-        state.skip(rel_folder + "/", "symlink-loop", "a folder already walked")
-        return
-    state.visited.add((info.st_dev, info.st_ino))
-    rules = rules.with_folder(folder)
-    for entry in entries:
+    """Walk `folder`, whose path relative to the collection root is `rel_folder`: depth
+    first, in name order, with a stack of the folders being read rather than recursion, so
+    that a tree of any depth is walked (1,100 nested folders ended in a RecursionError)."""
+    stack: list[tuple[Iterator[os.DirEntry[str]], str, _Rules]] = []
+    _enter(state, stack, folder, rel_folder, rules)
+    while stack:
+        entries, rel_folder, rules = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         path = Path(entry.path)
         rel = entry.name if rel_folder == "." else f"{rel_folder}/{entry.name}"
         try:
@@ -214,11 +210,35 @@ def _walk_folder(state: _Walk, folder: Path, rel_folder: str, rules: _Rules) -> 
         elif is_dir and entry.is_symlink():
             state.linked.append((path, rel, rules))
         elif is_dir:
-            _walk_folder(state, path, rel, rules)
+            _enter(state, stack, path, rel, rules)
         elif entry.is_symlink():
             state.linked_files.append((path, rel))
         else:
             _consider_file(state, path, rel)
+
+
+def _enter(
+    state: _Walk,
+    stack: list[tuple[Iterator[os.DirEntry[str]], str, _Rules]],
+    folder: Path,
+    rel_folder: str,
+    rules: _Rules,
+) -> None:
+    """Push `folder`'s entries on the stack, unless it is to be skipped."""
+    try:
+        info = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        state.skip(rel_folder + "/", "unreadable", _reason(error))
+        return
+    if (info.st_dev, info.st_ino) == state.own:
+        state.skip(rel_folder + "/", "collection", "tpsearch's own folder")
+        return
+    if (info.st_dev, info.st_ino) in state.visited:
+        state.skip(rel_folder + "/", "symlink-loop", "a folder already walked")
+        return
+    state.visited.add((info.st_dev, info.st_ino))
+    stack.append((iter(entries), rel_folder, rules.with_folder(folder)))
 
 
 def _leads_inside(state: _Walk, link: Path) -> bool:

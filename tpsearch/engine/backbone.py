@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -312,6 +313,13 @@ def _load_model(
             trust_remote_code=trust_remote_code,
             output_loading_info=True,
         )
+    except pickle.UnpicklingError as error:
+        raise ModelLoadError(
+            f"the weights in {source} are a pickle that torch's safe loader refuses "
+            f"({_refused_by_loader(error)}): tpsearch never runs code from a model file. If "
+            'you trust it, convert it to safetensors once: python -c "from transformers '
+            "import AutoModelForCausalLM as M; M.from_pretrained('DIR').save_pretrained('NEW')\""
+        ) from None
     except OSError as error:
         message = f"cannot load the weights of {source}: {first_line(error)}"
         if local_only and not Path(source).is_dir():  # a hub id, cached only in part
@@ -325,6 +333,14 @@ def _load_model(
         )
     decoder_layout(model)  # a stack without known layers and final norm fails here, clearly
     return model, compute if precision != "fp32" else torch.float32
+
+
+def _refused_by_loader(error: Exception) -> str:
+    """The line of torch's message that says what the pickle wanted to load."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    return f"it asks to run {found.group(1)}" if found else first_line(error)
 
 
 def _load_config(source: str, local_only: bool, trust_remote_code: bool) -> Any:

@@ -31,7 +31,8 @@ class ModelSource:
     path: str  # a hub id or a local folder
     local_only: bool  # read local files only (a folder, or a hub model in the local cache)
     model_id: str  # hub id, absolute path, or packaged name: what collections record
-    revision: str | None = None  # a GGUF's origin (its SHA-256, or package and version)
+    revision: str | None = None  # a GGUF's origin (SHA-256, or package and version), a folder's
+    # weights (WEIGHTS_REVISION + SHA-256)
     gguf_file: str | None = None  # not converted yet: the GGUF file in `path` to read from
 
 
@@ -47,7 +48,10 @@ def resolve_model(
     named = packaged_model(model)
     found = _gguf_path(model) if named is None else None
     if named is None and found is None:
-        return ModelSource(*locate(model))
+        path, local_only, model_id = locate(model)
+        folder = Path(path)
+        revision = weights_revision(folder, model_cache) if folder.is_dir() else None
+        return ModelSource(path, local_only, model_id, revision)
     cache = model_cache if model_cache is not None else gguf_files.scratch_cache()
     if named is not None:
         gguf = packaged_gguf(named, cache, phase)
@@ -67,6 +71,21 @@ def resolve_model(
         record = {"model": model_id, "sha256": sha, "revision": revision}
         gguf_files.convert(gguf, folder, record, phase)
     return ModelSource(str(folder), True, model_id, revision)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+WEIGHTS_REVISION = "weights sha256:"  # a local folder's revision: the hash of its weight files
+
+
+def weights_revision(folder: Path, memo: Path | None) -> str | None:
+    """What identifies the weights in a save_pretrained folder: the SHA-256 of its weight files
+    (remembered in `memo` by their paths, sizes and modification times, so each version is
+    read once). Weights changed in place then give another fingerprint, and a collection
+    refuses to mix their vectors with the old ones."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    if not files:
+        return None
+    return WEIGHTS_REVISION + gguf_files.sha256_of(files, memo=memo)
 
 
 def _gguf_path(model: str) -> Path | None:

@@ -33,6 +33,7 @@ from tpsearch.engine.head_cache import ExitReached, HeadCache
 from tpsearch.engine.placeholder import placeholder_vector
 from tpsearch.engine.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
 from tpsearch.engine.settings import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
+from tpsearch.engine.sources import WEIGHTS_REVISION
 from tpsearch.errors import ConfigError, TruncationWarning
 
 if TYPE_CHECKING:
@@ -129,6 +130,17 @@ class TPEncoder:
         settings = dict(self.settings)
         del settings["layer settings from"]
         return fingerprint_of(settings)
+
+    @property
+    def former_fingerprints(self) -> tuple[str, ...]:
+        """Fingerprints earlier versions of tpsearch gave these vectors: before a local
+        folder's weights were hashed into it, its revision was None."""
+        revision = self.backbone.revision or ""
+        if not revision.startswith(WEIGHTS_REVISION):
+            return ()
+        settings = {**self.settings, "revision": None}
+        del settings["layer settings from"]
+        return (fingerprint_of(settings),)
 
     def variant(self, **overrides: Any) -> TPEncoder:
         """The same loaded model with other TP settings (e.g. tp=False for the baseline)."""

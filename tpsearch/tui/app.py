@@ -25,6 +25,7 @@ from textual.widgets.option_list import Option
 
 from tpsearch.collection.passages import passage, similar
 from tpsearch.collection.search import MODES, Hit, Mode, QueryResult, query_terms
+from tpsearch.collection.visible import visible
 from tpsearch.errors import TpsearchError
 from tpsearch.tui.preview import hit_row, passage_text
 
@@ -284,7 +285,7 @@ class SearchApp(App[None]):
         if hit is not None:
             where = f"{hit.path}:{hit.start_line}"
             self.copy_to_clipboard(where)
-            self.notify(f"copied {where}")
+            self.notify(f"copied {visible(where)}")
 
     def action_similar(self) -> None:
         hit = self._current()

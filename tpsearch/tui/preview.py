@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tpsearch.collection.passages import Passage
 from tpsearch.collection.search import Hit
+from tpsearch.collection.visible import visible
 
 MARK = "▌"
 
@@ -22,9 +23,9 @@ def hit_row(hit: Hit) -> Text:
     """`0.842  docs/guide.md:12-30  Installation › Upgrading` on one line."""
     row = Text(no_wrap=True, overflow="ellipsis")
     row.append(f"{hit.score:6.3f}  ", style="cyan")
-    row.append(f"{hit.path}:{hit.start_line}-{hit.end_line}", style="bold")
+    row.append(f"{visible(hit.path)}:{hit.start_line}-{hit.end_line}", style="bold")
     if hit.heading:
-        row.append(f"  {hit.heading}", style="dim")
+        row.append(f"  {visible(hit.heading)}", style="dim")
     return row
 
 
@@ -45,7 +46,7 @@ def passage_text(passage: Passage, terms: Sequence[str]) -> Text:
         out.append(f"{number:>{width}} ", style="dim")
         out.append(MARK if inside else " ", style="yellow" if inside else "")
         out.append(" ")
-        body = Text(line, style="" if inside else "dim")
+        body = Text(visible(line), style="" if inside else "dim")  # same length: marks hold
         if pattern is not None and inside:
             for match in pattern.finditer(line):
                 body.stylize("bold reverse", match.start(), match.end())

@@ -6,6 +6,9 @@ backend or global figure state is involved: it renders straight to PNG with Agg.
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,15 @@ def check_plot_path(path: Path) -> Path:
         raise ConfigError(f"cannot plot to {path}: the map is a PNG image, name it *.png")
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist")
+    try:  # a trial file: permissions, a read-only mount and ACLs all show up here
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write {path} ({error.strerror or error}): choose a folder you may write to"
+        ) from None
     return path
 
 
@@ -117,5 +129,8 @@ def plot_cluster_map(
             ncols=1 if report.k <= 30 else 2,
         )
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    try:
+        figure.savefig(path, format="png")
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
     return path
