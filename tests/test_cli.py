@@ -198,7 +198,7 @@ def test_filters_are_shown_remembered_and_reset(project: Path) -> None:
     assert run("index").stdout.startswith("0 new, 0 updated, 2 unchanged, 0 removed")
     reset = run("index", "--reset-filters")
     assert reset.exit_code == 0 and reset.stdout.startswith("1 new, 0 updated, 2 unchanged")
-    assert "filters      --max-file-size 1048576" in run("status").stdout
+    assert "filters      --max-file-size 1M" in run("status").stdout
     empty = run("index", "--include", "")
     assert empty.exit_code == 2 and "empty --include pattern" in empty.stderr
     assert (

@@ -192,10 +192,11 @@ class Embedder:
             )
         if isinstance(self.error, ModelLoadError):
             pending = self.col.store.counts()["pending"]
+            problem, _, fix = str(self.error).partition("\n")
+            again = f"{fix}, then run" if fix else "run"
             raise ModelLoadError(
-                f"{self.error}. The scan is saved ({self.summary.files_line()}); {pending} "
-                "chunks wait for their vectors, and queries use keywords only until "
-                "`tpsearch index` runs with a model that loads"
+                f"{problem} (scan saved: {pending} chunks wait; queries use keywords only)\n"
+                f"{again} `tpsearch index` again"
             ) from self.error
         if self.error is not None:
             raise self.error

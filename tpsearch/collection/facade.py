@@ -88,6 +88,7 @@ class CollectionStatus:
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
     space: dict[str, Any] | None  # the corrected space scores are read in (vector_space.py)
     last_run: dict[str, Any] | None
+    last_change: dict[str, Any] | None  # the latest run that changed something
     problems: list[str] | None  # None: not checked
     unchecked: list[str] | None  # what --check could not check now, and why
 
@@ -282,6 +283,7 @@ class Collection:
                 vector_index=store.get_meta("vector_index") if vectors.exists() else None,
                 space=describe_space(store),
                 last_run=store.last_run(),
+                last_change=store.last_run(changed=True),
                 problems=None,
                 unchecked=None,
                 **store.counts(),

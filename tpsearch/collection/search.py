@@ -22,7 +22,7 @@ import numpy as np
 from tpsearch.collection.sources import compile_patterns
 from tpsearch.collection.vector_settings import check_same_vectors
 from tpsearch.collection.vector_space import current_space
-from tpsearch.errors import ConfigError, ModelLoadError, choice_error
+from tpsearch.errors import ConfigError, ModelLoadError, choice_error, first_line
 
 if TYPE_CHECKING:
     from pathspec import PathSpec
@@ -276,7 +276,7 @@ def _query_vector(
     try:
         encoder = col.encoder(settings, factory)
     except ModelLoadError as error:
-        return None, f"the model cannot load ({error})", None
+        return None, f"the model cannot load ({first_line(error)})", None
     check_same_vectors(fingerprint, encoder)
     return encoder.encode([text])[0], "", fingerprint
 

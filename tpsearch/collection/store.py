@@ -65,6 +65,9 @@ _PENDING = (
 )
 
 
+_CHANGES = ("new", "updated", "removed", "embedded")  # IndexSummary fields: a run did work
+
+
 class Store:
     """One connection to a collection's database."""
 
@@ -409,9 +412,19 @@ class Store:
             [finished_at, status, json.dumps(summary), run_id],
         )
 
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self, changed: bool = False) -> dict[str, Any] | None:
+        """The latest run; with `changed`, the latest that added, changed, removed or embedded
+        something (a run that found nothing to do is no news)."""
+        where = (
+            "WHERE "
+            + " + ".join(f"coalesce(json_extract(summary, '$.{n}'), 0)" for n in _CHANGES)
+            + " > 0"
+            if changed
+            else ""
+        )
         row = self.db.execute(
-            "SELECT started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1"
+            f"SELECT started_at, finished_at, status, summary FROM runs {where} "
+            "ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None

@@ -94,11 +94,6 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
     if index:
         probe = f", {index['nlist']} cells, nprobe {index['nprobe']}" if index["nlist"] else ""
         vectors += f" ({index['kind']}, {index['vectors']} vectors{probe})"
-    last = status.last_run
-    last_text = "never"
-    if last:
-        line = (last.get("summary") or {}).get("line", "")
-        last_text = f"{last['started_at']} {last['status']}" + (f": {line}" if line else "")
     encoder = ", ".join(f"{k}={v}" for k, v in sorted(status.encoder.items()))
     chunker = status.chunker
     rows = [
@@ -119,8 +114,10 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
         ("filters", _filters(status.filters)),
         ("on disk", f"database {_size(sizes['database'])}, vectors {vectors}"),
         ("space", _space(status.space)),
-        ("last run", last_text),
+        ("last run", _run_text(status.last_run)),
     ]
+    if status.last_change != status.last_run:  # the latest run found nothing to do
+        rows.append(("last change", _run_text(status.last_change)))
     if status.problems is not None:
         rows.append(("problems", "; ".join(status.problems) or "none"))
     if status.unchecked:
@@ -138,12 +135,27 @@ def _space(space: dict[str, Any] | None) -> str:
     return text + (f", {added} added since" if added else "")
 
 
+def _run_text(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "never"
+    line = (run.get("summary") or {}).get("line", "")
+    return f"{run['started_at']} {run['status']}" + (f": {line}" if line else "")
+
+
+def size_flag(count: int) -> str:
+    """Bytes as --max-file-size takes them: 1M, 500k, 1.5G; bytes when no unit fits."""
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("k", 1024)):
+        if count >= factor and (count * 10) % factor == 0:  # exact to one decimal
+            return f"{count / factor:g}{unit}"
+    return str(count)
+
+
 def _filters(scan: dict[str, Any]) -> str:
     """The remembered --include/--exclude/--max-file-size, as a user would give them."""
     parts = [f"--include {p!r}" for p in scan.get("include", [])]
     parts += [f"--exclude {p!r}" for p in scan.get("exclude", [])]
     if "max_file_bytes" in scan:
-        parts.append(f"--max-file-size {scan['max_file_bytes']}")
+        parts.append(f"--max-file-size {size_flag(scan['max_file_bytes'])}")
     return " ".join(parts) or "none"
 
 
