@@ -76,7 +76,7 @@ def test_json_and_jsonl(project: Path) -> None:
     run("index", "docs")
     records = json.loads(run("query", "billing rust", "--json", "-k", "2").stdout)
     assert len(records) == 2 and records[0]["path"] == "docs/notes.txt"
-    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading"}
+    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading", "title"}
     assert set(records[0]) == fields
     lines = run("query", "billing rust", "--jsonl", "-k", "2").stdout.strip().splitlines()
     assert [json.loads(line) for line in lines] == records

@@ -97,8 +97,8 @@ def _plain_type(param: Any, ctx: Any) -> str | None:
     return _TYPE_WORDS.get(label, label.upper() or None)
 
 
-TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign]
+TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
+TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
 
 
 app = typer.Typer(

@@ -347,6 +347,17 @@ class Store:
         )
         return {row[0]: ChunkRow(*row) for row in rows}
 
+    def file_heads(self, paths: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """Per file: its format, its first chunk's text, and its first heading path (for a
+        hit's title and snippet)."""
+        rows = self.db.execute(
+            "SELECT f.path, f.format, (SELECT text FROM chunks WHERE file_id = f.id ORDER BY seq"
+            " LIMIT 1), (SELECT heading FROM chunks WHERE file_id = f.id AND heading != ''"
+            " ORDER BY seq LIMIT 1) FROM files f WHERE f.path IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(paths))],
+        )
+        return {path: (fmt, text or "", heading or "") for path, fmt, text, heading in rows}
+
     def chunk_ids_of_files(self, file_ids: Sequence[int]) -> np.ndarray:
         """Ids of the chunks of these files, sorted."""
         rows = self.db.execute(
