@@ -155,9 +155,9 @@ class Embedder:
                         break
                     ids = [row[0] for row in group]
                     texts = [embedding_text(heading, text) for _, heading, text in group]
-                    started = time.monotonic()
+                    started = time.perf_counter()
                     vectors = self._encode(encoder, texts)
-                    seconds = time.monotonic() - started
+                    seconds = time.perf_counter() - started
                     stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
                     truncated = getattr(stats, "truncated", 0)
                     self._put("vectors", (ids, vectors, truncated, seconds))
