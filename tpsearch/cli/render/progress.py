@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
@@ -49,6 +48,16 @@ def mean_rate(task: Task) -> float | None:
     return task.completed / elapsed
 
 
+class _Count(ProgressColumn):
+    """`64/92` for phases that count something; nothing for a step such as loading."""
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("unit"):
+            return Text("")
+        total = "?" if task.total is None else f"{task.total:.0f}"
+        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+
+
 class _Rate(ProgressColumn):
     """Items per second, in the task's own unit."""
 
@@ -77,7 +86,7 @@ class RichProgress:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            _Count(),
             _Rate(),
             TimeElapsedColumn(),
             _TimeLeft(),
