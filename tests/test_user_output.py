@@ -3,6 +3,7 @@ readable snippets, and progress that shows a rate on a slow machine."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -304,3 +305,23 @@ def test_the_summary_line_gives_the_time_and_the_rate(project: Path) -> None:
     ), last
     again = run("index").stdout.strip()  # nothing embedded: no rate to give
     assert "chunks/s" not in again and again.endswith(" s")
+
+
+def test_files_shows_titles_on_a_terminal_and_paths_only_in_a_pipe() -> None:
+    from rich.console import Console
+
+    from tpsearch.cli.render.collection import render_hits
+    from tpsearch.collection.search import Hit, QueryResult
+
+    hit = Hit(1, 0.5, 7, "peps/pep-0557.rst", 1, 9, "", "text", (), "Data Classes")
+    result = QueryResult("x", "hybrid", "hybrid", [hit], [])
+
+    def draw(terminal: bool) -> str:
+        console = Console(
+            file=io.StringIO(), width=80, record=True, force_terminal=terminal, color_system=None
+        )
+        render_hits(console, result, Path("/r"), Path("/r"), files=True)
+        return console.export_text()
+
+    assert draw(terminal=True).strip() == "peps/pep-0557.rst  Data Classes"
+    assert draw(terminal=False).strip() == "peps/pep-0557.rst"
