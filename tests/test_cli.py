@@ -76,7 +76,7 @@ def test_json_and_jsonl(project: Path) -> None:
     run("index", "docs")
     records = json.loads(run("query", "billing rust", "--json", "-k", "2").stdout)
     assert len(records) == 2 and records[0]["path"] == "docs/notes.txt"
-    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading"}
+    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading", "title"}
     assert set(records[0]) == fields
     lines = run("query", "billing rust", "--jsonl", "-k", "2").stdout.strip().splitlines()
     assert [json.loads(line) for line in lines] == records
@@ -198,7 +198,7 @@ def test_filters_are_shown_remembered_and_reset(project: Path) -> None:
     assert run("index").stdout.startswith("0 new, 0 updated, 2 unchanged, 0 removed")
     reset = run("index", "--reset-filters")
     assert reset.exit_code == 0 and reset.stdout.startswith("1 new, 0 updated, 2 unchanged")
-    assert "filters      --max-file-size 1048576" in run("status").stdout
+    assert "filters      --max-file-size 1M" in run("status").stdout
     empty = run("index", "--include", "")
     assert empty.exit_code == 2 and "empty --include pattern" in empty.stderr
     assert (

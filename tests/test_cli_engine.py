@@ -269,6 +269,8 @@ def test_an_uncached_hub_model_offline_says_how_to_use_a_local_path(tmp_path: Pa
         timeout=120,
     )
     assert out.returncode == 2
-    assert "not in the local Hugging Face cache" in out.stderr
-    assert "--model ./path/to/model" in out.stderr
+    problem, fix = out.stderr.strip().splitlines()  # two short lines: what, then how to fix
+    assert "not in the local Hugging Face cache" in problem and len(problem) < 110
+    assert fix.startswith("  `hf download Qwen/Qwen2.5-0.5B`") and "--model" in fix
+    assert len(fix) < 110
     assert "Traceback" not in out.stderr

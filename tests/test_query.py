@@ -96,7 +96,7 @@ def test_snippets_show_and_mark_the_query_terms(col: Collection) -> None:
     assert marked == {"firewall"}
     assert hit.heading in ("Installation guide > Troubleshooting", "Firewall rules")
     record = hit.to_dict()
-    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading"}
+    fields = {"path", "start_line", "end_line", "score", "snippet", "chunk_id", "heading", "title"}
     assert set(record) == fields
 
 

@@ -187,3 +187,18 @@ def test_analysis_modules_import_no_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cluster_labels_skip_words_nearly_every_document_uses() -> None:
+    """A corpus of Python PEPs: "python" and "pep" are in every file, and one topic says them
+    more often; they must not label it (or any topic) in the table a user reads."""
+    items, embeddings, _, _ = topic_corpus()
+    peps = []
+    for item in items:
+        extra = " python pep" * (6 if item.path.startswith("database/") else 1)
+        peps.append(TextItem(item.id, item.path, item.text + extra, item.size, 0.0))
+    report = cluster_items(peps, embeddings, ClusterSettings(k=4))
+    text = rendered(clusters_renderable(report))
+    assert all({"python", "pep"}.isdisjoint(c.keywords) for c in report.clusters)
+    assert "python" not in text and "pep" not in text.replace("peps", "")
+    assert "database" in report.clusters[0].keywords  # the topic word still labels it

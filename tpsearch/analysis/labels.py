@@ -38,6 +38,10 @@ _STOP_WORDS = """
     http https www com org html htm img src href div png jpg svg
 """
 STOP_WORDS = frozenset(_STOP_WORDS.split())
+# A word in more than this share of all texts names the collection, not a topic ("python" and
+# "pep" in the Python PEPs): c-TF-IDF alone lets it through when one cluster uses it more.
+MAX_DOCUMENT_SHARE = 0.8
+MIN_TEXTS_FOR_SHARE = 5  # fewer texts: a share says little
 
 
 def keywords_by_cluster(
@@ -49,7 +53,9 @@ def keywords_by_cluster(
     words that are w, f(w) the count of w over all clusters and A the mean number of words
     per cluster (BERTopic's ClassTfidfTransformer). A keyword must also appear in at least
     two of the cluster's texts (when it has two): one long file repeating a word is not a
-    topic. Ties go to the alphabetically first word, so labels are deterministic.
+    topic, and appear in at most `MAX_DOCUMENT_SHARE` of all texts: a word nearly every text
+    uses names the collection. Ties go to the alphabetically first word, so labels are
+    deterministic.
     """
     counts = [Counter[str]() for _ in range(k)]
     spread = [Counter[str]() for _ in range(k)]  # in how many texts of the cluster
@@ -60,14 +66,16 @@ def keywords_by_cluster(
         spread[cluster].update(set(tokens))
         sizes[cluster] += 1
 
-    vocabulary = sorted(set().union(*counts))
+    everywhere = _in_almost_every_text(spread, len(texts))
+    vocabulary = sorted(set().union(*counts) - everywhere)
     if not vocabulary:
         return [() for _ in range(k)]
     column = {word: j for j, word in enumerate(vocabulary)}
     tf = np.zeros((k, len(vocabulary)), dtype=np.float64)
     for c, counter in enumerate(counts):
         for word, count in counter.items():
-            tf[c, column[word]] = count
+            if word in column:
+                tf[c, column[word]] = count
     words_per_cluster = tf.sum(axis=1)
     average_words = words_per_cluster[words_per_cluster > 0].mean()
     idf = np.log1p(average_words / tf.sum(axis=0))
@@ -85,6 +93,13 @@ def keywords_by_cluster(
                 chosen.append(vocabulary[j])
         labels.append(tuple(chosen))
     return labels
+
+
+def _in_almost_every_text(spread: Sequence[Counter[str]], texts: int) -> set[str]:
+    if texts < MIN_TEXTS_FOR_SHARE:
+        return set()
+    total = sum(spread, Counter[str]())
+    return {word for word, n in total.items() if n > MAX_DOCUMENT_SHARE * texts}
 
 
 def tokens_for_labels(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tpsearch.cli.app import app, stderr, stdout
-from tpsearch.cli.options import IndexDirOpt, LevelOpt
+from tpsearch.cli.options import ClusterLevelOpt, IndexDirOpt, LevelOpt
 from tpsearch.errors import ConfigError
 
 
@@ -98,7 +98,7 @@ def cluster_command(
     k: Annotated[
         str, typer.Option("-k", help="Number of clusters, or auto (by silhouette, 2-20).")
     ] = "auto",
-    level: LevelOpt = "file",
+    level: ClusterLevelOpt = "file",
     plot: Annotated[
         Path | None, typer.Option(help="Also draw a 2-D map of the collection to FILE.png.")
     ] = None,

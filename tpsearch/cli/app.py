@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from tpsearch import __version__
@@ -86,7 +86,9 @@ def _unexpected() -> None:
 
 
 def _error_line(message: str) -> None:
-    stderr.print(Text(f"tpsearch: {message}", style="red"), soft_wrap=True, highlight=False)
+    """The problem on the first line; a second line, indented, says how to fix it."""
+    shown = "\n  ".join(message.splitlines())
+    stderr.print(Text(f"tpsearch: {shown}", style="red"), soft_wrap=True, highlight=False)
 
 
 def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -94,6 +96,26 @@ def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> 
         stderr.print(Text(f"tpsearch: warning: {message}", style="yellow"), soft_wrap=True)
     else:
         stderr.print(Text(f"{category.__name__}: {message}", style="dim"), soft_wrap=True)
+
+
+_TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
+
+
+def _plain_type(param: Any, ctx: Any) -> str | None:
+    """What `--help` shows beside an option: a plain word for the value it takes (TEXT,
+    INTEGER, PATH ...), nothing for a flag or an argument (its name says it). Typer's own
+    markers (`<bool>`, `<list[str]>`, `<list[Path]>`) describe Python types, not the command."""
+    if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+        return None
+    if param.metavar is not None:
+        return str(param.metavar)
+    label = (param.display_type(ctx) or "").strip("<>")
+    label = label.removeprefix("list[").removesuffix("]").lower()  # repeatable: the help says
+    return _TYPE_WORDS.get(label, label.upper() or None)
+
+
+TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
+TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
 
 
 app = typer.Typer(

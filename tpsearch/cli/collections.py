@@ -28,7 +28,10 @@ from tpsearch.cli.options import (
 from tpsearch.errors import ConfigError, TpsearchError
 
 if TYPE_CHECKING:
+    from tpsearch.collection.facade import EncoderFactory
     from tpsearch.collection.indexing import IndexSummary
+    from tpsearch.engine.encoder import Encoder
+    from tpsearch.engine.settings import EncoderSettings
 
 
 @app.command("index")
@@ -97,7 +100,8 @@ def index_command(
     trust_remote_code: TrustCodeOpt = None,
 ) -> None:
     """Index files: only what changed since the last run is read, chunked and embedded."""
-    from tpsearch.cli.render.collection import RichProgress, render_notice
+    from tpsearch.cli.render.collection import render_notice
+    from tpsearch.cli.render.progress import RichProgress
     from tpsearch.collection import Collection
     from tpsearch.collection.indexing import IndexSummary, ScanOverrides, check_arguments
     from tpsearch.collection.sources import DEFAULT_MAX_FILE_BYTES, parse_size
@@ -180,6 +184,16 @@ def query_command(
     files: Annotated[
         bool, typer.Option("--files", help="Only the matching files, best first, once each.")
     ] = False,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            "--context",
+            "-C",
+            help="Show the hit's best line and N lines either side, as in the file (grep -C).",
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
     index_dir: IndexDirOpt = None,
     device: DeviceOpt = None,
     interactive: Annotated[
@@ -213,6 +227,8 @@ def query_command(
             min_score=min_score,
             files=files,
             overrides=model_overrides({"device": device}),
+            encoder_factory=_loading_status() if stderr.is_terminal else None,
+            context=context,
         )
         root = collection.root
     for notice in result.notices:
@@ -249,6 +265,18 @@ def search_screen(
             editor=editor_command(os.environ),
             overrides=model_overrides({"device": device}),
         ).run()
+
+
+def _loading_status() -> EncoderFactory:
+    """The default encoder factory under a transient "loading model..." line on stderr: a
+    semantic query spends seconds loading the model before it can say anything."""
+    from tpsearch.collection import facade
+
+    def load(settings: EncoderSettings) -> Encoder:
+        with stderr.status(f"loading model {settings.model}...") as status:
+            return facade.default_encoder_factory(settings, phase=status.update)
+
+    return load
 
 
 @app.command("status")

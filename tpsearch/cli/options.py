@@ -9,12 +9,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tpsearch.engine.settings import EncoderSettings
+from tpsearch.engine.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_TEMPLATE,
+    MEASURED_PRESETS,
+    EncoderSettings,
+)
 
 if TYPE_CHECKING:
     from tpsearch.engine.token_prepending import TPEncoder
 
 from tpsearch.cli.app import stderr
+
+
+def _measured_defaults() -> str:
+    """The layer settings a default run uses, from the presets themselves (so help stays true)."""
+    seen: dict[str, str] = {}
+    for pattern, preset in MEASURED_PRESETS:
+        if preset.name not in seen.values():
+            how = "plain prompt" if not preset.tp else f"TP [{preset.tp_start}, {preset.tp_end})"
+            seen[f"{pattern}: {how}, exit {preset.exit_layer}"] = preset.name
+    return "; ".join(seen)
+
+
+LAYER_DEFAULTS = (
+    f"Default: per model ({_measured_defaults()}; other models: a saved calibration or a "
+    "published preset, else the plain prompt at exit -2)."
+)
 
 ModelOpt = Annotated[
     str | None,
@@ -22,7 +43,8 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         envvar="TPSEARCH_MODEL",
-        help="Hub id, local model directory, .gguf file, or packaged model (tpsearch models).",
+        help="Hub id, local model directory, .gguf file, or packaged model (tpsearch models). "
+        f"Default: {DEFAULT_MODEL}, or the model a collection was indexed with.",
     ),
 ]
 PrecisionOpt = Annotated[
@@ -34,17 +56,27 @@ DeviceOpt = Annotated[
 ]
 TemplateOpt = Annotated[
     str | None,
-    typer.Option(help="prompteol, pcot, knowledge, or your own text with {text} and <PST>."),
+    typer.Option(
+        help="prompteol, pcot, knowledge, or your own text with {text} and <PST>. "
+        f"Default: the model's preset, else {DEFAULT_TEMPLATE}."
+    ),
 ]
 TpOpt = Annotated[
     bool | None,
-    typer.Option("--tp/--no-tp", help="Token Prepending on, or the plain prompt baseline."),
+    typer.Option(
+        "--tp/--no-tp",
+        help="Token Prepending on (with --tp-start/--tp-end), or the plain prompt baseline. "
+        + LAYER_DEFAULTS,
+    ),
 ]
 TpStartOpt = Annotated[int | None, typer.Option(help="First 0-based layer fed a <PST> copy.")]
 TpEndOpt = Annotated[int | None, typer.Option(help="One past the last layer fed a copy.")]
 ExitOpt = Annotated[
     int | None,
-    typer.Option("--exit-layer", help="hidden_states index of the embedding (-1: final norm)."),
+    typer.Option(
+        "--exit-layer",
+        help="hidden_states index of the embedding (-1: final norm). Default: per model, as --tp.",
+    ),
 ]
 PoolingOpt = Annotated[str | None, typer.Option(help="last (the paper) or mean over the text.")]
 PstInitOpt = Annotated[
@@ -88,8 +120,12 @@ IndexDirOpt = Annotated[
 ]
 
 
-LevelOpt = Annotated[
+LevelOpt = Annotated[  # dedupe's --level
     str, typer.Option(help="file: compare whole files; chunk: repeated passages across files.")
+]
+ClusterLevelOpt = Annotated[
+    str,
+    typer.Option("--level", help="file: topics of whole files; chunk: topics of passages."),
 ]
 
 

@@ -14,6 +14,7 @@ committed in full, then the error is raised.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 import time
@@ -81,6 +82,11 @@ class Embedder:
         self.error: BaseException | None = None
         self.total: int | None = None  # chunks to embed, known once the scan is committed
         self.first_new = col.store.next_chunk_id()  # chunks from here on come from this run
+        # Texts encoded so far (written by the worker only, after each batch when the encoder
+        # reports batches, else after each group), and how many the progress bar shows: the
+        # bar moves per batch, not per committed group, so a slow machine sees a rate soon.
+        self.encoded = 0
+        self.shown = 0
         self.after_commit = after_commit
         # The encoder warns of truncated texts on each call; a run reports them once, at the end.
         self.quiet_truncation = warnings.catch_warnings()
@@ -139,8 +145,10 @@ class Embedder:
                     continue
                 if encoder is None:
                     fill_until = time.monotonic() + PATIENCE_SECONDS  # loading counts
-                    self._put("loading", None)
-                    encoder = self.col.encoder(self.settings, self.factory)
+                    self._put("loading", f"loading {self.settings.model}")
+                    encoder = self.col.encoder(
+                        self.settings, self.factory, phase=lambda step: self._put("phase", step)
+                    )
                     self._put("loaded", encoder)
                     if self.stop.is_set():  # Ctrl-C or an error while it loaded: encode nothing
                         break
@@ -150,14 +158,29 @@ class Embedder:
                         break
                     ids = [row[0] for row in group]
                     texts = [embedding_text(heading, text) for _, heading, text in group]
-                    vectors = encoder.encode(texts, self.batch_size)
+                    started = time.perf_counter()
+                    vectors = self._encode(encoder, texts)
+                    seconds = time.perf_counter() - started
                     stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
-                    self._put("vectors", (ids, vectors, getattr(stats, "truncated", 0)))
+                    truncated = getattr(stats, "truncated", 0)
+                    self._put("vectors", (ids, vectors, truncated, seconds))
                 last = rows[-1][0]
         except BaseException as error:  # reported to, and raised in, the calling thread
             self._put("error", error)
         finally:
             reader.close()
+
+    def _encode(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
+        """One group; the count of encoded texts goes up per batch when the encoder says."""
+
+        def batch_done(count: int) -> None:
+            self.encoded += count
+
+        if _reports_batches(encoder):
+            return encoder.encode(texts, self.batch_size, progress=batch_done)  # type: ignore[call-arg]
+        vectors = encoder.encode(texts, self.batch_size)
+        batch_done(len(texts))
+        return vectors
 
     def _put(self, kind: str, payload: Any) -> None:
         while True:  # a bounded queue: the worker waits while the committer is behind
@@ -195,10 +218,11 @@ class Embedder:
             )
         if isinstance(self.error, ModelLoadError):
             pending = self.col.store.counts()["pending"]
+            problem, _, fix = str(self.error).partition("\n")
+            again = f"{fix}, then run" if fix else "run"
             raise ModelLoadError(
-                f"{self.error}. The scan is saved ({self.summary.files_line()}); {pending} "
-                "chunks wait for their vectors, and queries use keywords only until "
-                "`tpsearch index` runs with a model that loads"
+                f"{problem} (scan saved: {pending} chunks wait; queries use keywords only)\n"
+                f"{again} `tpsearch index` again"
             ) from self.error
         if self.error is not None:
             raise self.error
@@ -206,6 +230,7 @@ class Embedder:
     def _drain(self, block: bool) -> None:
         """Handle the worker's messages; with `block`, until it has ended and all are read."""
         while True:
+            self._show_encoded()
             try:
                 kind, payload = self.results.get(timeout=POLL_SECONDS if block else 0)
             except queue.Empty:
@@ -216,6 +241,9 @@ class Embedder:
                 continue  # after an error nothing more is committed
             if kind == "loading":
                 self.progress.start("load", None)
+                self._note(payload)
+            elif kind == "phase":
+                self._note(payload)
             elif kind == "loaded":
                 self.progress.finish("load")
                 self._adopt(payload)
@@ -223,6 +251,18 @@ class Embedder:
                 self._commit(*payload)
             elif kind == "error":
                 self._fail(payload)
+
+    def _note(self, step: str) -> None:
+        note = getattr(self.progress, "note", None)  # optional: older Progress objects lack it
+        if note is not None:
+            note("load", step)
+
+    def _show_encoded(self) -> None:
+        """Move the bar to the texts encoded so far (the worker counts, this thread draws)."""
+        encoded = self.encoded
+        if self.encoder is not None and self.error is None and encoded > self.shown:
+            self.progress.advance("embed", encoded - self.shown)
+            self.shown = encoded
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -249,7 +289,7 @@ class Embedder:
         self.encoder = encoder
         self.progress.start("embed", self.total)
 
-    def _commit(self, ids: list[int], vectors: np.ndarray, truncated: int) -> None:
+    def _commit(self, ids: list[int], vectors: np.ndarray, truncated: int, seconds: float) -> None:
         assert self.encoder is not None
         try:
             check_vectors(vectors, len(ids), self.encoder.dim, ids)
@@ -259,8 +299,17 @@ class Embedder:
         added = self.col.store.add_vectors(ids, vectors)
         self.summary.embedded += added
         self.summary.truncated += truncated if added else 0
-        self.progress.advance("embed", added)
+        self.summary.encode_seconds += seconds
+        self._show_encoded()
         self.after_commit()
+
+
+def _reports_batches(encoder: Encoder) -> bool:
+    """Whether `encoder.encode` takes a `progress` callback, called after each batch."""
+    try:
+        return "progress" in inspect.signature(encoder.encode).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_vectors(vectors: np.ndarray, count: int, dim: int, ids: list[int]) -> None:

@@ -16,6 +16,7 @@ decides which encoder settings apply (stored ones, unless flags change them).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -43,17 +44,27 @@ if TYPE_CHECKING:
     from tpsearch.collection.search import QueryResult
 
 INDEX_DIR_NAME = ".tpsearch"
-EncoderFactory = Callable[[EncoderSettings], Encoder]
+# Called with the settings; a factory that also takes a `phase` keyword hears of slow one-time
+# steps of loading (checking, assembling or converting a model) through it.
+EncoderFactory = Callable[..., Encoder]
+Phase = Callable[[str], None]
 
 
-def default_encoder_factory(settings: EncoderSettings) -> Encoder:
+def default_encoder_factory(settings: EncoderSettings, phase: Phase | None = None) -> Encoder:
     """The Token Prepending encoder; its import and model load both count as loading."""
     try:
         from tpsearch.engine.token_prepending import TPEncoder
     except ImportError as error:
         raise ModelLoadError(f"the embedding engine cannot be imported: {error}") from None
-    encoder: Encoder = TPEncoder(settings)
+    encoder: Encoder = TPEncoder(settings, phase=phase)
     return encoder
+
+
+def takes_phase(factory: EncoderFactory) -> bool:
+    try:
+        return "phase" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _size(path: Path) -> int:
@@ -90,6 +101,7 @@ class CollectionStatus:
     vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
     space: dict[str, Any] | None  # the corrected space scores are read in (vector_space.py)
     last_run: dict[str, Any] | None
+    last_change: dict[str, Any] | None  # the latest run that changed something
     problems: list[str] | None  # None: not checked
     unchecked: list[str] | None  # what --check could not check now, and why
 
@@ -215,9 +227,11 @@ class Collection:
         overrides: Mapping[str, Any] | None = None,
         encoder_factory: EncoderFactory | None = None,
         corrected: bool = True,
+        context: int | None = None,
     ) -> QueryResult:
         """The best chunks (or files) for `text`; see `search.run_query`. `corrected=False`
-        scores in the raw vector space (for comparisons; see `analysis.space`)."""
+        scores in the raw vector space (for comparisons; see `analysis.space`). With `context`,
+        each snippet is the chunk's best line and `context` lines either side (as grep -C)."""
         from tpsearch.collection.search import run_query
 
         return run_query(
@@ -231,6 +245,7 @@ class Collection:
             overrides=dict(overrides or {}),
             encoder_factory=encoder_factory or default_encoder_factory,
             corrected=corrected,
+            context=context,
         )
 
     def dedupe(
@@ -304,6 +319,7 @@ class Collection:
                 vector_index=store.get_meta("vector_index") if vectors.exists() else None,
                 space=describe_space(store),
                 last_run=store.last_run(),
+                last_change=store.last_run(changed=True),
                 problems=None,
                 unchecked=None,
                 **store.counts(),
@@ -334,11 +350,15 @@ class Collection:
                 )
         return wanted
 
-    def encoder(self, settings: EncoderSettings, factory: EncoderFactory) -> Encoder:
-        """The encoder for `settings`, loaded once per collection object."""
+    def encoder(
+        self, settings: EncoderSettings, factory: EncoderFactory, phase: Phase | None = None
+    ) -> Encoder:
+        """The encoder for `settings`, loaded once per collection object; `phase` hears of
+        slow steps of loading when the factory takes it."""
         key = (factory, fingerprint_of(settings.to_dict()))
         if self._encoder is None or self._encoder[0] != key:
-            self._encoder = (key, factory(settings))
+            loaded = factory(settings, phase=phase) if takes_phase(factory) else factory(settings)
+            self._encoder = (key, loaded)
         return self._encoder[1]
 
     # --- vectors -----------------------------------------------------------------------------

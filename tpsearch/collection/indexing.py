@@ -57,6 +57,10 @@ class Progress(Protocol):
     def advance(self, phase: Phase, amount: int = 1) -> None: ...
     def finish(self, phase: Phase) -> None: ...
 
+    # Optional (looked up with getattr): a step within a phase, e.g. "converting smollm2-135m
+    # from GGUF to bfloat16 (once)" while the model loads.
+    # def note(self, phase: Phase, message: str) -> None: ...
+
 
 class NullProgress:
     def start(self, phase: Phase, total: int | None) -> None:
@@ -66,6 +70,9 @@ class NullProgress:
         pass
 
     def finish(self, phase: Phase) -> None:
+        pass
+
+    def note(self, phase: Phase, message: str) -> None:
         pass
 
 
@@ -108,6 +115,7 @@ class IndexSummary:
     pending: int = 0  # chunks still without a vector at the end
     truncated: int = 0  # chunks embedded from their first max_length tokens only
     seconds: float = 0.0
+    encode_seconds: float = 0.0  # spent in the encoder (model loading not included)
     skips: list[Skip] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
 
@@ -117,8 +125,16 @@ class IndexSummary:
             f"{self.removed} removed, {self.skipped} skipped"
         )
 
+    def chunks_per_second(self) -> float | None:
+        """Encoding throughput of this run; None when it embedded nothing."""
+        if not self.embedded or self.encode_seconds <= 0:
+            return None
+        return self.embedded / self.encode_seconds
+
     def line(self) -> str:
-        extra = [f"{self.embedded} chunks embedded"] if self.embedded else []
+        rate = self.chunks_per_second()
+        speed = f" ({rate:,.1f} chunks/s)" if rate else ""
+        extra = [f"{self.embedded} chunks embedded{speed}"] if self.embedded else []
         extra += [f"{self.pending} pending"] if self.pending else []
         return " · ".join([self.files_line(), *extra, f"{self.seconds:.1f} s"])
 

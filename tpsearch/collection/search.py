@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 
+from tpsearch.collection.chunking import detect_format
+from tpsearch.collection.snippets import document_title, make_snippet
 from tpsearch.collection.sources import compile_patterns
 from tpsearch.collection.vector_settings import check_same_vectors
 from tpsearch.collection.vector_space import current_space
-from tpsearch.errors import ConfigError, ModelLoadError, choice_error
+from tpsearch.errors import ConfigError, ModelLoadError, choice_error, first_line
 
 if TYPE_CHECKING:
     from pathspec import PathSpec
 
     from tpsearch.analysis.space import VectorSpace
+    from tpsearch.collection.chunking import Format
     from tpsearch.collection.facade import Collection, EncoderFactory
     from tpsearch.collection.schema import ChunkRow
     from tpsearch.collection.store import Store
@@ -40,7 +43,6 @@ MODES: tuple[str, ...] = get_args(Mode)
 # weight chosen on one half of the questions and scored on the other: +0.03 over keywords).
 LEXICAL_WEIGHT = 0.7
 SEMANTIC_POOL = 100  # vector candidates rescored in the centred space (at least)
-SNIPPET_CHARS = 220
 WORD = re.compile(r"\w+")
 _STOPWORDS = (
     "a an and are as at be by can do does for from has have how i if in is it its of on or "
@@ -59,8 +61,9 @@ class Hit:
     start_line: int
     end_line: int
     heading: str
-    snippet: str  # one line, around the query terms
+    snippet: str  # around the query terms: a line per paragraph, heading or line of code
     highlights: tuple[tuple[int, int], ...]  # [start, end) of query terms in `snippet`
+    title: str = ""  # the document's title (a Title: field or its first heading), if any
 
     def to_dict(self, path: str | None = None) -> dict[str, Any]:
         """The JSON record; `path` replaces the root-relative path (e.g. relative to cwd)."""
@@ -72,6 +75,7 @@ class Hit:
             "snippet": self.snippet,
             "chunk_id": self.chunk_id,
             "heading": self.heading,
+            "title": self.title,
         }
 
 
@@ -94,41 +98,6 @@ def query_terms(text: str) -> list[str]:
 def fts_expression(terms: Sequence[str]) -> str:
     """Any of the terms, each quoted so that FTS5 syntax in a query is just text."""
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
-def _stem(term: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if term.endswith(suffix) and len(term) - len(suffix) >= 3:
-            return term[: -len(suffix)]
-    return term
-
-
-def make_snippet(
-    text: str, terms: Sequence[str], width: int = SNIPPET_CHARS
-) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The part of `text` with most query terms, on one line, and where the terms are."""
-    pattern = (
-        re.compile(r"\b(?:" + "|".join(re.escape(_stem(t)) for t in terms) + r")\w*", re.I)
-        if terms
-        else None
-    )
-    flat = " ".join(text.split())
-    start = 0
-    if pattern is not None and len(flat) > width:
-        best = -1
-        matches = list(pattern.finditer(flat))
-        for match in matches:  # the window starting a little before a match, with most terms
-            begin = max(0, match.start() - width // 4)
-            window = {m.group().lower() for m in matches if begin <= m.start() < begin + width}
-            if len(window) > best:
-                best, start = len(window), begin
-    snippet = flat[start : start + width]
-    if start > 0:
-        snippet = "…" + snippet[snippet.find(" ") + 1 :] if " " in snippet else "…" + snippet
-    if start + width < len(flat):
-        snippet = snippet[: snippet.rfind(" ")] + " …" if " " in snippet else snippet + "…"
-    spans = tuple(m.span() for m in pattern.finditer(snippet)) if pattern else ()
-    return snippet, spans
 
 
 def fuse(
@@ -169,6 +138,7 @@ def run_query(
     overrides: dict[str, Any],
     encoder_factory: EncoderFactory,
     corrected: bool = True,
+    context: int | None = None,
 ) -> QueryResult:
     if mode not in MODES:
         raise choice_error("mode", mode, MODES)
@@ -177,6 +147,8 @@ def run_query(
     if not text.strip():
         raise ConfigError("the query is empty: give some words to search for")
     selected = compile_patterns([path], "path") if path else None  # fails before the model
+    if context is not None and context < 0:
+        raise ConfigError(f"--context must be 0 or more lines, got {context}")
     notices: list[str] = []
     used = cast(Mode, mode)
     vector, fingerprint = None, None
@@ -188,8 +160,6 @@ def run_query(
     terms = query_terms(text)
     store = col.store
     with store.snapshot():
-        # Never more candidates than chunks: a huge -k must not size the search buffers.
-        pool = min(max(30, k * (10 if files else 3)), max(1, store.counts()["chunks"]))
         if vector is not None and not _vectors_still_of(store, fingerprint, len(vector)):
             notices.append(
                 "the collection's vectors changed while this query ran (`tpsearch index "
@@ -197,30 +167,27 @@ def run_query(
             )
             vector, used = None, "lexical"
         file_ids = _matching_files(store, selected) if selected is not None else None
-        lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
-        semantic: dict[int, float] = {}
-        if vector is not None:
-            space = current_space(store) if corrected else None
-            nearest = _semantic(col, vector, max(pool, SEMANTIC_POOL), file_ids)
-            candidates = [i for i, _ in nearest] + [i for i, _ in lexical]
-            semantic = _cosines(store, vector, candidates, space)
-        if used == "hybrid":
-            ranked = fuse(lexical, semantic)
-        elif used == "semantic":
-            ranked = sorted(semantic.items(), key=lambda x: (-x[1], x[0]))
-        else:
-            ranked = lexical
-        if min_score is not None:
-            ranked = [(i, s) for i, s in ranked if s >= min_score]
-        rows = store.chunk_rows([i for i, _ in ranked])
+        space = current_space(store) if corrected and vector is not None else None
         counts = store.counts()
+        # Never more candidates than chunks: a huge -k must not size the search buffers.
+        pool = min(max(30, k * (10 if files else 3)), max(1, counts["chunks"]))
+        while True:
+            ranked = _ranked(col, used, vector, terms, pool, file_ids, space)
+            if min_score is not None:
+                ranked = [(i, s) for i, s in ranked if s >= min_score]
+            rows = store.chunk_rows([i for i, _ in ranked])
+            chosen = _choose(ranked, rows, k, files)
+            if len(chosen) == k or not files or pool >= counts["chunks"]:
+                break  # --files: a few long files can fill the pool; look deeper for k files
+            pool = min(pool * 4, counts["chunks"])
+        heads = store.file_heads(list({rows[i].path for i, _ in chosen}))
     if used != "lexical" and counts["pending"]:
         found = "by keywords only" if used == "hybrid" else "only in lexical or hybrid mode"
         notices.append(
             f"{counts['pending']} of {counts['chunks']} chunks have no vector yet and are found "
             f"{found}: run `tpsearch index` to embed them"
         )
-    hits = make_hits(ranked, rows, terms, k, files)
+    hits = make_hits(chosen, rows, terms, k, files, heads, context)
     return QueryResult(text, cast(Mode, mode), used, hits, notices)
 
 
@@ -230,16 +197,20 @@ def make_hits(
     terms: Sequence[str],
     k: int,
     files: bool = False,
+    heads: Mapping[str, tuple[str, str, str]] | None = None,
+    context: int | None = None,
 ) -> list[Hit]:
-    """The first `k` ranked chunks that still exist (one per file with `files`), as hits."""
+    """The first `k` ranked chunks that still exist (one per file with `files`), as hits.
+
+    `heads` (`Store.file_heads`) gives each file's format and title; without it the format
+    comes from the file's name and hits have no title. `context`: see `make_snippet`.
+    """
     hits: list[Hit] = []
-    seen_paths: set[str] = set()
-    for chunk_id, score in ranked:
-        row = rows.get(chunk_id)
-        if row is None or (files and row.path in seen_paths):
-            continue  # a vector of a chunk deleted since the index was saved; or a seen file
-        seen_paths.add(row.path)
-        snippet, spans = make_snippet(row.text, terms)
+    for chunk_id, score in _choose(ranked, rows, k, files):
+        row = rows[chunk_id]
+        fmt, first_text, first_heading = (heads or {}).get(row.path, ("", "", ""))
+        form = cast("Format", fmt) if fmt else detect_format(row.path)
+        snippet, spans = make_snippet(row.text, terms, form, context=context)
         hits.append(
             Hit(
                 len(hits) + 1,
@@ -251,11 +222,51 @@ def make_hits(
                 row.heading,
                 snippet,
                 spans,
+                document_title(first_text, first_heading),
             )
         )
-        if len(hits) == k:
-            break
     return hits
+
+
+def _ranked(
+    col: Collection,
+    used: Mode,
+    vector: np.ndarray | None,
+    terms: list[str],
+    pool: int,
+    file_ids: list[int] | None,
+    space: VectorSpace | None,
+) -> list[tuple[int, float]]:
+    """The best `pool` candidates of the mode that runs, best first, as (chunk id, score)."""
+    store = col.store
+    lexical = _lexical(store, terms, pool, file_ids) if used != "semantic" else []
+    semantic: dict[int, float] = {}
+    if vector is not None:
+        nearest = _semantic(col, vector, max(pool, SEMANTIC_POOL), file_ids)
+        candidates = [i for i, _ in nearest] + [i for i, _ in lexical]
+        semantic = _cosines(store, vector, candidates, space)
+    if used == "hybrid":
+        return fuse(lexical, semantic)
+    if used == "semantic":
+        return sorted(semantic.items(), key=lambda x: (-x[1], x[0]))
+    return lexical
+
+
+def _choose(
+    ranked: Sequence[tuple[int, float]], rows: Mapping[int, ChunkRow], k: int, files: bool
+) -> list[tuple[int, float]]:
+    """The first `k` ranked chunks that still exist; with `files`, the best one of each file."""
+    chosen: list[tuple[int, float]] = []
+    seen_paths: set[str] = set()
+    for chunk_id, score in ranked:
+        row = rows.get(chunk_id)
+        if row is None or (files and row.path in seen_paths):
+            continue  # a vector of a chunk deleted since the index was saved; or a seen file
+        seen_paths.add(row.path)
+        chosen.append((chunk_id, score))
+        if len(chosen) == k:
+            break
+    return chosen
 
 
 def _query_vector(
@@ -276,7 +287,7 @@ def _query_vector(
     try:
         encoder = col.encoder(settings, factory)
     except ModelLoadError as error:
-        return None, f"the model cannot load ({error})", None
+        return None, f"the model cannot load ({first_line(error)})", None
     check_same_vectors(fingerprint, encoder)
     return encoder.encode([text])[0], "", fingerprint
 

@@ -77,6 +77,9 @@ def _read_only_media(path: Path) -> Path | sqlite3.Connection:
     return sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True, check_same_thread=False)
 
 
+_CHANGES = ("new", "updated", "removed", "embedded")  # IndexSummary fields: a run did work
+
+
 class Store:
     """One connection to a collection's database."""
 
@@ -395,6 +398,17 @@ class Store:
         )
         return {row[0]: ChunkRow(*row) for row in rows}
 
+    def file_heads(self, paths: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """Per file: its format, its first chunk's text, and its first heading path (for a
+        hit's title and snippet)."""
+        rows = self.db.execute(
+            "SELECT f.path, f.format, (SELECT text FROM chunks WHERE file_id = f.id ORDER BY seq"
+            " LIMIT 1), (SELECT heading FROM chunks WHERE file_id = f.id AND heading != ''"
+            " ORDER BY seq LIMIT 1) FROM files f WHERE f.path IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(paths))],
+        )
+        return {path: (fmt, text or "", heading or "") for path, fmt, text, heading in rows}
+
     def chunk_ids_of_files(self, file_ids: Sequence[int]) -> np.ndarray:
         """Ids of the chunks of these files, sorted."""
         rows = self.db.execute(
@@ -460,9 +474,19 @@ class Store:
             [finished_at, status, json.dumps(summary), run_id],
         )
 
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self, changed: bool = False) -> dict[str, Any] | None:
+        """The latest run; with `changed`, the latest that added, changed, removed or embedded
+        something (a run that found nothing to do is no news)."""
+        where = (
+            "WHERE "
+            + " + ".join(f"coalesce(json_extract(summary, '$.{n}'), 0)" for n in _CHANGES)
+            + " > 0"
+            if changed
+            else ""
+        )
         row = self.db.execute(
-            "SELECT started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1"
+            f"SELECT started_at, finished_at, status, summary FROM runs {where} "
+            "ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None

@@ -323,7 +323,7 @@ def _load_model(
     except OSError as error:
         message = f"cannot load the weights of {source}: {first_line(error)}"
         if local_only and not Path(source).is_dir():  # a hub id, cached only in part
-            message += ": " + how_to_fix(source)
+            message += "\n" + how_to_fix(source)
         raise ModelLoadError(message) from error
     missing = [key for key in info.get("missing_keys", ()) if "rotary" not in key]
     if missing:

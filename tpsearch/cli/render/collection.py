@@ -1,4 +1,4 @@
-"""How results look: Rich text for people, JSON for programs, progress bars on stderr.
+"""How results look: Rich text for people, JSON for programs (progress bars: progress.py).
 
 Rich prints plain text when its output is not a terminal (piped, redirected) and honours
 NO_COLOR, so the same code serves both; paths are terminal hyperlinks only on a terminal.
@@ -8,54 +8,73 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.style import Style
 from rich.text import Text
 
 from tpsearch.collection.sources import where
 
+SNIPPET_INDENT = 4  # snippet lines, and the lines the terminal wraps them into
+
 if TYPE_CHECKING:
     from tpsearch.collection import CollectionStatus
-    from tpsearch.collection.indexing import IndexSummary, Phase
+    from tpsearch.collection.indexing import IndexSummary
     from tpsearch.collection.search import Hit, QueryResult
 
 
 def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:
+    """The head line (rank, score, place, title › section) and the snippet under it, wrapped
+    to the console's width with a hanging indent; code keeps its line breaks."""
     head = Text()
     head.append(f"{hit.rank:>2}  ", style="bold")
     head.append(f"{hit.score:.3f}  ", style="cyan")
     place = f"{shown}:{hit.start_line}-{hit.end_line}"
     head.append(place, style=Style(color="magenta", link=link.as_uri()))
-    if hit.heading:
-        head.append(f"  {hit.heading}", style="dim")
-    snippet = Text("    " + hit.snippet)
+    title, section = _title_and_section(hit)
+    if title:
+        head.append(f"  {title}", style="bold")
+    if section:
+        head.append(f"{' › ' if title else '  '}{section}", style="dim")
+    snippet = Text(hit.snippet)
     for start, end in hit.highlights:
-        snippet.stylize("bold yellow", start + 4, end + 4)
+        snippet.stylize("bold yellow", start, end)
     return head, snippet
+
+
+def _indented(console: Console, snippet: Text) -> list[Text]:
+    """The snippet's lines wrapped to the console's width, each under a hanging indent (words
+    are kept whole; a word longer than a line is folded)."""
+    width = max(20, console.width - SNIPPET_INDENT)
+    lines = []
+    for line in snippet.wrap(console, width, overflow="fold"):
+        line.rstrip()
+        lines.append(Text(" " * SNIPPET_INDENT) + line)
+    return lines
+
+
+def _title_and_section(hit: Hit) -> tuple[str, str]:
+    """The document's title, and the hit's heading path below it (without the title)."""
+    parts = [part for part in hit.heading.split(" > ") if part]
+    if hit.title and parts and parts[0] == hit.title:
+        parts = parts[1:]
+    return hit.title, " › ".join(parts)
 
 
 def render_hits(console: Console, result: QueryResult, root: Path, cwd: Path, files: bool) -> None:
     for hit in result.hits:
         link, shown = where(root, hit.path, cwd)
         if files:
-            console.print(Text(shown, style=Style(link=link.as_uri())), highlight=False)
-            continue
-        for line in _hit_lines(hit, shown, link):
+            line = Text(shown, style=Style(link=link.as_uri()))
+            if hit.title and console.is_terminal:  # piped: paths only, as grep -l
+                line.append(f"  {hit.title}", style="dim")
             console.print(line, highlight=False)
+            continue
+        head, snippet = _hit_lines(hit, shown, link)
+        console.print(head, highlight=False, soft_wrap=True)
+        for line in _indented(console, snippet):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def hits_json(result: QueryResult, root: Path, cwd: Path, lines: bool) -> str:
@@ -94,11 +113,6 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
     if index:
         probe = f", {index['nlist']} cells, nprobe {index['nprobe']}" if index["nlist"] else ""
         vectors += f" ({index['kind']}, {index['vectors']} vectors{probe})"
-    last = status.last_run
-    last_text = "never"
-    if last:
-        line = (last.get("summary") or {}).get("line", "")
-        last_text = f"{last['started_at']} {last['status']}" + (f": {line}" if line else "")
     encoder = ", ".join(f"{k}={v}" for k, v in sorted(status.encoder.items()))
     chunker = status.chunker
     rows = [
@@ -119,8 +133,10 @@ def status_rows(status: CollectionStatus) -> list[tuple[str, str]]:
         ("filters", _filters(status.filters)),
         ("on disk", f"database {_size(sizes['database'])}, vectors {vectors}"),
         ("space", _space(status.space)),
-        ("last run", last_text),
+        ("last run", _run_text(status.last_run)),
     ]
+    if status.last_change != status.last_run:  # the latest run found nothing to do
+        rows.append(("last change", _run_text(status.last_change)))
     if status.problems is not None:
         rows.append(("problems", "; ".join(status.problems) or "none"))
     if status.unchecked:
@@ -138,12 +154,27 @@ def _space(space: dict[str, Any] | None) -> str:
     return text + (f", {added} added since" if added else "")
 
 
+def _run_text(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "never"
+    line = (run.get("summary") or {}).get("line", "")
+    return f"{run['started_at']} {run['status']}" + (f": {line}" if line else "")
+
+
+def size_flag(count: int) -> str:
+    """Bytes as --max-file-size takes them: 1M, 500k, 1.5G; bytes when no unit fits."""
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("k", 1024)):
+        if count >= factor and (count * 10) % factor == 0:  # exact to one decimal
+            return f"{count / factor:g}{unit}"
+    return str(count)
+
+
 def _filters(scan: dict[str, Any]) -> str:
     """The remembered --include/--exclude/--max-file-size, as a user would give them."""
     parts = [f"--include {p!r}" for p in scan.get("include", [])]
     parts += [f"--exclude {p!r}" for p in scan.get("exclude", [])]
     if "max_file_bytes" in scan:
-        parts.append(f"--max-file-size {scan['max_file_bytes']}")
+        parts.append(f"--max-file-size {size_flag(scan['max_file_bytes'])}")
     return " ".join(parts) or "none"
 
 
@@ -164,64 +195,3 @@ def status_json(status: CollectionStatus) -> str:
         for name, value in status.__dict__.items()
     }
     return json.dumps(data, ensure_ascii=False, indent=2, default=str)
-
-
-PHASE_LABELS = {  # description, unit of the rate column
-    "scan": ("Reading changed files", "files"),
-    "load": ("Loading the model", ""),
-    "embed": ("Embedding", "chunks"),
-    "vectors": ("Saving the vector index", ""),
-}
-
-
-class _Rate(ProgressColumn):
-    """Items per second, in the task's own unit."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "")
-        return Text(f"{speed:,.1f} {unit}/s" if speed and unit else "", style="cyan")
-
-
-class RichProgress:
-    """The library's progress protocol drawn as Rich bars on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self.bars = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _Rate(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-    def start(self, phase: Phase, total: int | None) -> None:
-        if phase in self.tasks:
-            self.bars.update(self.tasks[phase], total=total)
-            return
-        label, unit = PHASE_LABELS[phase]
-        self.tasks[phase] = self.bars.add_task(label, total=total, unit=unit)
-
-    def advance(self, phase: Phase, amount: int = 1) -> None:
-        self.bars.advance(self.tasks[phase], amount)
-
-    def finish(self, phase: Phase) -> None:
-        task = self.tasks.pop(phase, None)
-        if task is not None:
-            self.bars.remove_task(task)
-
-    def __enter__(self) -> RichProgress:
-        self.bars.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.bars.stop()
