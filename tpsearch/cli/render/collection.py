@@ -159,11 +159,7 @@ def render_notice(console: Console, message: str) -> None:
 
 
 def status_json(status: CollectionStatus) -> str:
-    data: dict[str, Any] = {
-        name: str(value) if isinstance(value, Path) else value
-        for name, value in status.__dict__.items()
-    }
-    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    return json.dumps(status.to_dict(), ensure_ascii=False, indent=2, default=str)
 
 
 PHASE_LABELS = {  # description, unit of the rate column
