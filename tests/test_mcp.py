@@ -8,33 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.corpus import edit, write_corpus
-from tpsearch.collection import Collection
-
-FLAGS = {"precision": "fp32", "device": "cpu"}
-
-
-@pytest.fixture
-def collection(tmp_path: Path, tiny_model: Callable[[str], Path]) -> Path:
-    """A small collection embedded with a tiny real model; a secret file beside it."""
-    write_corpus(tmp_path / "root")
-    (tmp_path / "secret.txt").write_text("the secret password is swordfish\n")
-    (tmp_path / "root" / "docs" / "escape.md").symlink_to(tmp_path / "secret.txt")
-    with Collection.locate(tmp_path / "root", create=True) as col:
-        col.index(
-            [tmp_path / "root" / "docs"], overrides={"model": str(tiny_model("qwen2")), **FLAGS}
-        )
-        assert "docs/escape.md" not in col.store.file_ids()  # symlinks out are not indexed
-        return col.folder
+from tests.corpus import edit
 
 
 def params(folder: Path, *extra: str) -> StdioServerParameters:
@@ -50,9 +31,9 @@ async def call(session: ClientSession, tool: str, **arguments: Any) -> tuple[boo
     return False, result.structuredContent
 
 
-def test_mcp_tools_over_stdio(collection: Path, tmp_path: Path) -> None:
+def test_mcp_tools_over_stdio(tiny_collection: Path, tmp_path: Path) -> None:
     async def session_run() -> None:
-        async with stdio_client(params(collection)) as streams, ClientSession(*streams) as s:
+        async with stdio_client(params(tiny_collection)) as streams, ClientSession(*streams) as s:
             await s.initialize()
             tools = {tool.name: tool for tool in (await s.list_tools()).tools}
             assert set(tools) == {"search", "get", "similar", "status", "reindex"}
@@ -73,7 +54,7 @@ def test_mcp_tools_over_stdio(collection: Path, tmp_path: Path) -> None:
             assert status["server"]["encoder_loaded"] is True  # loaded once, and kept
 
             error, part = await call(s, "get", path="docs/guide.md", start_line=3, end_line=5)
-            lines = (collection.parent / "docs" / "guide.md").read_text().splitlines()
+            lines = (tiny_collection.parent / "docs" / "guide.md").read_text().splitlines()
             assert not error and part["text"].splitlines() == lines[2:5]
             assert part["total_lines"] == len(lines)
 
@@ -104,14 +85,14 @@ def test_mcp_tools_over_stdio(collection: Path, tmp_path: Path) -> None:
     anyio.run(session_run)
 
 
-def test_reindex_finds_new_text_and_two_clients_share_the_collection(collection: Path) -> None:
-    guide = collection.parent / "docs" / "guide.md"
+def test_reindex_finds_new_text_and_two_clients_share_the_collection(tiny_collection: Path) -> None:
+    guide = tiny_collection.parent / "docs" / "guide.md"
 
     async def session_run() -> None:
         async with (
-            stdio_client(params(collection)) as one,
+            stdio_client(params(tiny_collection)) as one,
             ClientSession(*one) as first,
-            stdio_client(params(collection)) as two,
+            stdio_client(params(tiny_collection)) as two,
             ClientSession(*two) as second,
         ):
             await first.initialize()
@@ -129,8 +110,8 @@ def test_reindex_finds_new_text_and_two_clients_share_the_collection(collection:
     anyio.run(session_run)
 
 
-def test_a_malformed_message_does_not_kill_the_server(collection: Path) -> None:
-    command = [sys.executable, "-m", "tpsearch", "mcp", "--index", str(collection)]
+def test_a_malformed_message_does_not_kill_the_server(tiny_collection: Path) -> None:
+    command = [sys.executable, "-m", "tpsearch", "mcp", "--index", str(tiny_collection)]
     server = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
@@ -162,11 +143,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_http_refuses_a_foreign_origin(collection: Path) -> None:
+def test_http_refuses_a_foreign_origin(tiny_collection: Path) -> None:
     import httpx
 
     port = _free_port()
-    command = [sys.executable, "-m", "tpsearch", "mcp", "--index", str(collection), "--http"]
+    command = [sys.executable, "-m", "tpsearch", "mcp", "--index", str(tiny_collection), "--http"]
     server = subprocess.Popen(
         [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

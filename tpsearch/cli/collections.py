@@ -25,6 +25,7 @@ from tpsearch.cli.options import (
     TrustCodeOpt,
     model_overrides,
 )
+from tpsearch.cli.server import from_server
 from tpsearch.errors import ConfigError, TpsearchError
 
 if TYPE_CHECKING:
@@ -191,10 +192,17 @@ def query_command(
             "by path, open in $EDITOR, show similar passages.",
         ),
     ] = False,
+    no_server: Annotated[
+        bool,
+        typer.Option("--no-server", help="Answer in this process even when `tpsearch serve` runs."),
+    ] = False,
 ) -> None:
-    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
+    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error.
+
+    When `tpsearch serve` runs for the collection (same version and options), it answers:
+    the model is already loaded there.
+    """
     from tpsearch.cli.render.collection import hits_json, render_hits, render_notice
-    from tpsearch.collection import Collection
 
     if as_json and as_jsonl:
         raise ConfigError("choose one of --json and --jsonl")
@@ -204,17 +212,19 @@ def query_command(
         return
     if text is None:
         raise ConfigError("give a query: `tpsearch query WORDS`, or `tpsearch query -i`")
-    with Collection.locate(cwd, index_dir) as collection:
-        result = collection.query(
-            text,
-            k=k,
-            mode=mode,
-            path=path,
-            min_score=min_score,
-            files=files,
-            overrides=model_overrides({"device": device}),
-        )
-        root = collection.root
+    overrides = model_overrides({"device": device})
+    args = {"text": text, "k": k, "mode": mode, "path": path, "min_score": min_score}
+    answered = (
+        None if no_server else from_server(cwd, index_dir, {**args, "files": files}, overrides)
+    )
+    if answered is not None:
+        result, root = answered
+    else:
+        from tpsearch.collection import Collection
+
+        with Collection.locate(cwd, index_dir) as collection:
+            result = collection.query(**args, files=files, overrides=overrides)  # type: ignore[arg-type]
+            root = collection.root
     for notice in result.notices:
         render_notice(stderr, notice)
     if as_json or as_jsonl:
@@ -270,13 +280,15 @@ def status_command(
     """
     from tpsearch.cli.render.collection import render_status, status_json
     from tpsearch.collection import Collection
+    from tpsearch.server.client import ask
 
     with Collection.locate(Path.cwd(), index_dir) as collection:
         status = collection.status(check=check)
+    server = ask(status.folder, {"op": "ping"}, timeout=5)
     if as_json:
-        typer.echo(status_json(status))
+        typer.echo(status_json(status, server))
     else:
-        render_status(stdout, status)
+        render_status(stdout, status, server)
     raise typer.Exit(1 if status.problems else 0)
 
 
