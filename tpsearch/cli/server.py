@@ -133,7 +133,7 @@ def from_server(
     if folder is None:
         return None
     request = {"op": "query", "version": __version__, "overrides": jsonable(overrides)}
-    answer = ask(folder, {**request, "args": args})
+    answer = ask(folder, {**request, "args": args}, timeout=600)
     if answer is None:
         return None
     if "refused" in answer:

@@ -48,10 +48,10 @@ def ask(
         sock.settimeout(timeout)
         try:
             sock.connect(os.fspath(path))
-        except OSError:  # a socket left by a server that died: nobody listens
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            reply = sock.makefile("rb").readline()
+        except OSError:  # a socket left by a server that died, or one too slow to answer
             return None
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        reply = sock.makefile("rb").readline()
     if not reply:
         return None  # the server stopped while answering
     answer: dict[str, Any] = json.loads(reply)
