@@ -12,6 +12,32 @@ Reports, all in one run (the ratios are what to compare on a shared machine):
 - MCP: p50/p95 of the `search` tool over --mcp-queries calls (client call to answer, over
   stdio with the SDK's client), after one call that loads the model.
 Targets (issue #15): warm <= 0.5 s, cold <= 3 s, MCP warm p50 <= 100 ms.
+
+Measured 2026-12-03 on /tmp/fa15: the FastAPI docs plus 9 reworded copies of long pages, 165
+files, 5,249 chunks, smollm2-135m 4-bit (packaged default, measured settings), on the shared
+2-core CPU at load average 7-10 (other engineers' jobs), so absolute times are several times a
+quiet machine's; compare the ratios, each from one run.
+
+  OMP_NUM_THREADS=1 (one run)                 default threads (one run, load ~10)
+  python -c pass            0.10 s            0.04 s
+  lexical query process     1.02 s            0.51 s
+  cold hybrid query         13.0 s            26.6 s
+    import torch            1.9 s             3.5 s
+    import transformers     0.9 s             1.5 s
+    load the model          7.4 s             13.5 s
+    first forward           0.27 s            3.4 s
+    search (with encode)    0.40 s            6.0 s
+  warm query process        1.26 s (10x)      5.9 s (4.5x)
+  MCP warm p50 / p95        253 / 371 ms      3,760 / 9,010 ms
+  cold / MCP warm p50       52x               7x
+
+Where the cold time goes: the model load (weights read, 4-bit conversion, tokenizer, <PST>
+vector) is over half of it, torch + transformers imports a quarter; the search itself is
+milliseconds. On a contended machine torch's second thread makes a forward pass 10-20x
+slower (0.27 s -> 3.4 s): a warm server answers best with one thread there.
+A warm `tpsearch query` process costs about what a lexical one does (the CLI's own start,
+1.0 s here) plus the query's forward pass (0.25 s): the server removes the 12 s of imports
+and load, the rest is the client's Python start and the encoder.
 """
 
 from __future__ import annotations
