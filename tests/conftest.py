@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus import write_corpus
 from tests.tinymodels import save_tiny_model
+from tpsearch.collection import Collection
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +28,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         return built[family]
 
     return get
+
+
+@pytest.fixture
+def tiny_collection(tmp_path: Path, tiny_model: Callable[[str], Path]) -> Path:
+    """A small collection embedded with a tiny real model; a secret file beside it."""
+    write_corpus(tmp_path / "root")
+    (tmp_path / "secret.txt").write_text("the secret password is swordfish\n")
+    (tmp_path / "root" / "docs" / "escape.md").symlink_to(tmp_path / "secret.txt")
+    with Collection.locate(tmp_path / "root", create=True) as col:
+        col.index(
+            [tmp_path / "root" / "docs"],
+            overrides={"model": str(tiny_model("qwen2")), "precision": "fp32", "device": "cpu"},
+        )
+        assert "docs/escape.md" not in col.store.file_ids()  # symlinks out are not indexed
+        return col.folder

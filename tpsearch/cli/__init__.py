@@ -11,6 +11,7 @@ from tpsearch.cli import (  # noqa: F401  (they register commands)
     live,
     models,
     retrieval,
+    server,
 )
 from tpsearch.cli.app import app, main
 

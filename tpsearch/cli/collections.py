@@ -25,6 +25,7 @@ from tpsearch.cli.options import (
     TrustCodeOpt,
     model_overrides,
 )
+from tpsearch.cli.server import from_server
 from tpsearch.errors import ConfigError, TpsearchError
 
 if TYPE_CHECKING:
@@ -205,10 +206,17 @@ def query_command(
             "by path, open in $EDITOR, show similar passages.",
         ),
     ] = False,
+    no_server: Annotated[
+        bool,
+        typer.Option("--no-server", help="Answer in this process even when `tpsearch serve` runs."),
+    ] = False,
 ) -> None:
-    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error."""
+    """Search the collection. Exit status as grep: 0 results, 1 none, 2 error.
+
+    When `tpsearch serve` runs for the collection (same version and options), it answers:
+    the model is already loaded there.
+    """
     from tpsearch.cli.render.collection import hits_json, render_hits, render_notice
-    from tpsearch.collection import Collection
 
     if as_json and as_jsonl:
         raise ConfigError("choose one of --json and --jsonl")
@@ -218,19 +226,25 @@ def query_command(
         return
     if text is None:
         raise ConfigError("give a query: `tpsearch query WORDS`, or `tpsearch query -i`")
-    with Collection.locate(cwd, index_dir) as collection:
-        result = collection.query(
-            text,
-            k=k,
-            mode=mode,
-            path=path,
-            min_score=min_score,
-            files=files,
-            overrides=model_overrides({"device": device}),
-            encoder_factory=_loading_status() if stderr.is_terminal else None,
-            context=context,
-        )
-        root = collection.root
+    overrides = model_overrides({"device": device})
+    args = {"text": text, "k": k, "mode": mode, "path": path, "min_score": min_score}
+    args |= {"context": context}
+    answered = (
+        None if no_server else from_server(cwd, index_dir, {**args, "files": files}, overrides)
+    )
+    if answered is not None:
+        result, root = answered
+    else:
+        from tpsearch.collection import Collection
+
+        with Collection.locate(cwd, index_dir) as collection:
+            result = collection.query(
+                **args,  # type: ignore[arg-type]
+                files=files,
+                overrides=overrides,
+                encoder_factory=_loading_status() if stderr.is_terminal else None,
+            )
+            root = collection.root
     for notice in result.notices:
         render_notice(stderr, notice)
     if as_json or as_jsonl:
@@ -300,6 +314,7 @@ def status_command(
     from tpsearch.cli.render.collection import render_status, status_json
     from tpsearch.collection import Collection
     from tpsearch.collection.db_errors import DamagedDatabase
+    from tpsearch.server.client import ask
 
     try:
         with Collection.locate(Path.cwd(), index_dir) as collection:
@@ -309,10 +324,11 @@ def status_command(
             raise
         error.exit_code = 1  # what --check looks for, found
         raise
+    server = ask(status.folder, {"op": "ping"}, timeout=5)
     if as_json:
-        typer.echo(status_json(status))
+        typer.echo(status_json(status, server))
     else:
-        render_status(stdout, status)
+        render_status(stdout, status, server)
     raise typer.Exit(1 if status.problems else 0)
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from tpsearch.analysis import ClusterSettings, DedupeReport, DedupeSettings
     from tpsearch.collection.analyses import ClusterOutcome, Level
     from tpsearch.collection.indexing import IndexSummary, Progress
+    from tpsearch.collection.reading import IndexedText
     from tpsearch.collection.search import QueryResult
 
 INDEX_DIR_NAME = ".tpsearch"
@@ -104,6 +105,10 @@ class CollectionStatus:
     last_change: dict[str, Any] | None  # the latest run that changed something
     problems: list[str] | None  # None: not checked
     unchecked: list[str] | None  # what --check could not check now, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, as `tpsearch status --json` prints it (paths as strings)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -247,6 +252,22 @@ class Collection:
             corrected=corrected,
             context=context,
         )
+
+    def similar(
+        self, *, chunk_id: int | None = None, path: str | None = None, k: int = 10
+    ) -> QueryResult:
+        """The passages nearest a stored passage or file (no model: its stored vectors)."""
+        from tpsearch.collection.reading import run_similar
+
+        return run_similar(self, chunk_id=chunk_id, path=path, k=k)
+
+    def read(
+        self, path: str, start_line: int | None = None, end_line: int | None = None
+    ) -> IndexedText:
+        """The text of an indexed file (or lines of it); any path leaving the root is refused."""
+        from tpsearch.collection.reading import read_indexed
+
+        return read_indexed(self, path, start_line, end_line)
 
     def dedupe(
         self,

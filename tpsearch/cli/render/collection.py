@@ -178,20 +178,30 @@ def _filters(scan: dict[str, Any]) -> str:
     return " ".join(parts) or "none"
 
 
-def render_status(console: Console, status: CollectionStatus) -> None:
-    for name, value in status_rows(status):
+def render_status(
+    console: Console, status: CollectionStatus, server: dict[str, Any] | None = None
+) -> None:
+    for name, value in [*status_rows(status), ("server", server_line(server))]:
         line = Text(f"{name:<12} ", style="bold")
         line.append(value, style="")
         console.print(line, highlight=False)
+
+
+def server_line(server: dict[str, Any] | None) -> str:
+    """Whether a warm server answers queries for this collection (`tpsearch serve`)."""
+    if server is None:
+        return "none: queries load the model in-process (`tpsearch serve` keeps it warm)"
+    model = "model loaded" if server.get("encoder_loaded") else "model not loaded yet"
+    return (
+        f"tpsearch serve, pid {server.get('pid')}, version {server.get('version')}, {model}, "
+        f"{server.get('calls', 0)} queries answered; `tpsearch serve --stop` stops it"
+    )
 
 
 def render_notice(console: Console, message: str) -> None:
     console.print(Text(f"tpsearch: {message}", style="yellow"), soft_wrap=True, highlight=False)
 
 
-def status_json(status: CollectionStatus) -> str:
-    data: dict[str, Any] = {
-        name: str(value) if isinstance(value, Path) else value
-        for name, value in status.__dict__.items()
-    }
+def status_json(status: CollectionStatus, server: dict[str, Any] | None = None) -> str:
+    data = {**status.to_dict(), "server": server}
     return json.dumps(data, ensure_ascii=False, indent=2, default=str)
