@@ -60,7 +60,14 @@ ALLOWED_IMPORTS = {
     "analysis": (),
     "collection": ("tpsearch.analysis", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
     "tui": ("tpsearch.collection",),
-    "cli": ("tpsearch.analysis", "tpsearch.collection", "tpsearch.engine", "tpsearch.tui"),
+    "distributed": ("tpsearch.collection", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
+    "cli": (
+        "tpsearch.analysis",
+        "tpsearch.collection",
+        "tpsearch.engine",
+        "tpsearch.tui",
+        "tpsearch.distributed",
+    ),
 }
 # The one place the collection names the real engine: the default encoder, imported lazily.
 LAZY_ENGINE_IMPORT = ("collection/facade.py", "tpsearch.engine.token_prepending")

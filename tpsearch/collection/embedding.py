@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,27 @@ WINDOW_GROUPS = 16
 PATIENCE_SECONDS = 2.0
 
 
+def encode_groups(
+    encoder: Encoder, groups: Sequence[list[str]], batch_size: int, stop: threading.Event
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(position, vectors, truncated) for each group of texts, as each is ready.
+
+    An encoder with its own `encode_groups` (a pool of workers, as `tpsearch.distributed`'s)
+    encodes them side by side, in any order; any other encodes them one by one. Either stops
+    between groups once `stop` is set.
+    """
+    pooled = getattr(encoder, "encode_groups", None)
+    if pooled is not None:
+        yield from pooled(groups, batch_size, stop)
+        return
+    for position, texts in enumerate(groups):
+        if stop.is_set():
+            return
+        vectors = encoder.encode(texts, batch_size)
+        stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
+        yield position, vectors, getattr(stats, "truncated", 0)
+
+
 def by_length(rows: Sequence[tuple[int, str, str]], size: int) -> list[list[tuple[int, str, str]]]:
     """(id, heading, text) rows in groups of `size`, longest first."""
     ordered = sorted(rows, key=lambda row: len(row[1]) + len(row[2]), reverse=True)
@@ -76,6 +97,7 @@ class Embedder:
         self.scan_done = threading.Event()
         self.wake = threading.Event()  # set by the committer after each file: look again
         self.stop = threading.Event()
+        self.adopted = threading.Event()  # the encoder's fingerprint suits the stored vectors
         self.worker = threading.Thread(target=self._work, name="tpsearch-embed", daemon=True)
         self.encoder: Encoder | None = None
         self.error: BaseException | None = None
@@ -139,17 +161,22 @@ class Embedder:
                     self._put("loading", None)
                     encoder = self.col.encoder(self.settings, self.factory)
                     self._put("loaded", encoder)
+                    # Nothing is encoded before the committer has checked the fingerprint.
+                    while not (self.adopted.is_set() or self.stop.is_set()):
+                        self.adopted.wait(POLL_SECONDS)
                     if self.stop.is_set():  # Ctrl-C or an error while it loaded: encode nothing
                         break
+                    window *= max(1, int(getattr(encoder, "parallel", 1)))  # a pool: per worker
                     continue  # read again: the scan went on while the model loaded
-                for group in by_length(rows, self.group):
-                    if self.stop.is_set():
-                        break
-                    ids = [row[0] for row in group]
-                    texts = [embedding_text(heading, text) for _, heading, text in group]
-                    vectors = encoder.encode(texts, self.batch_size)
-                    stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
-                    self._put("vectors", (ids, vectors, getattr(stats, "truncated", 0)))
+                groups = by_length(rows, self.group)
+                texts = [[embedding_text(heading, text) for _, heading, text in g] for g in groups]
+                for position, vectors, truncated in encode_groups(
+                    encoder, texts, self.batch_size, self.stop
+                ):
+                    ids = [row[0] for row in groups[position]]
+                    self._put("vectors", (ids, vectors, truncated))
+                if self.stop.is_set():
+                    break
                 last = rows[-1][0]
         except BaseException as error:  # reported to, and raised in, the calling thread
             self._put("error", error)
@@ -244,6 +271,7 @@ class Embedder:
             encoder_settings=storable(settings),
         )
         self.encoder = encoder
+        self.adopted.set()
         self.progress.start("embed", self.total)
 
     def _commit(self, ids: list[int], vectors: np.ndarray, truncated: int) -> None:
