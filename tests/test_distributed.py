@@ -29,7 +29,7 @@ from tpsearch.errors import ModelLoadError
 
 ray = pytest.importorskip("ray")
 
-from tpsearch.distributed import RaySettings, index_on_ray  # noqa: E402
+from tpsearch.distributed import RayEncoders, RaySettings, index_on_ray  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
@@ -94,6 +94,12 @@ def stored(col: Collection) -> dict[str, np.ndarray]:
     return {rows[int(i)].text: v for i, v in zip(ids, vectors, strict=True)}
 
 
+def assert_stopped(actors: list[object]) -> None:
+    for actor in actors:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.describe.remote(), timeout=30)  # type: ignore[attr-defined]
+
+
 def test_cli_index_on_two_ray_workers_equals_the_local_run(
     ray_runtime: str,
     tiny_model: Callable[[str], Path],
@@ -136,9 +142,10 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     marker = tmp_path / "killed-worker.pid"
     factory = functools.partial(slow_factory, 0.05, marker)
     with Collection.locate(tmp_path / "ray", create=True) as col:
-        summary = index_on_ray(
-            col, [docs], ray=TWO_CPU_WORKERS, encoder_factory=factory, batch_size=2
-        )
+        with RayEncoders(TWO_CPU_WORKERS, factory) as encoders:
+            summary = col.index([docs], encoder_factory=encoders, batch_size=2)
+            actors = list(encoders.pools[0].actors)
+        assert_stopped(actors)
         counts = col.store.counts()
         assert marker.exists()  # a worker did die, with groups in flight
         assert counts["pending"] == 0  # 0 lost
@@ -162,6 +169,39 @@ def test_a_worker_that_cannot_load_the_model_fails_the_run_cleanly(
         counts = col.store.counts()
         assert counts["files"] == 3 and counts["embedded"] == 0  # the scan is kept, no vector
         assert counts["pending"] == counts["chunks"] > 0
+
+
+class CtrlC:
+    """Progress that raises KeyboardInterrupt (what Ctrl-C raises) after the first group."""
+
+    def start(self, phase: str, total: int | None) -> None:
+        pass
+
+    def advance(self, phase: str, amount: int = 1) -> None:
+        if phase == "embed":
+            raise KeyboardInterrupt
+
+    def finish(self, phase: str) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_what_was_committed(
+    ray_runtime: str, tmp_path: Path
+) -> None:
+    docs = write_pages(tmp_path)
+    factory = functools.partial(slow_factory, 0.2, None)
+    with Collection.locate(tmp_path, create=True) as col:
+        with pytest.raises(KeyboardInterrupt), RayEncoders(TWO_CPU_WORKERS, factory) as encoders:
+            try:
+                col.index([docs], encoder_factory=encoders, batch_size=2, progress=CtrlC())
+            finally:
+                actors = list(encoders.pools[0].actors)
+        assert_stopped(actors)
+        counts = col.store.counts()
+        assert 0 < counts["embedded"] < counts["chunks"] and col.problems() == []
+        col.index(encoder_factory=lambda settings: HashingEncoder())  # the rest, in process
+        assert col.store.counts()["pending"] == 0
 
 
 DRIVER = """

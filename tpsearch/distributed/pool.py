@@ -14,8 +14,10 @@ a restarted worker that loaded something else stops the run before its vectors a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ import numpy as np
 
 from tpsearch.collection.facade import EncoderFactory, default_encoder_factory
 from tpsearch.engine.settings import EncoderSettings
-from tpsearch.errors import ConfigError, EncodingError, ModelLoadError
+from tpsearch.errors import ConfigError, EncodingError, ModelLoadError, TruncationWarning
 
 if TYPE_CHECKING:
     from tpsearch.collection import Collection
@@ -96,7 +98,9 @@ class EncoderWorker:
         """(fingerprint, vectors, truncated texts) for one group."""
         if self.failure is not None:
             raise ModelLoadError(self.failure)
-        vectors = self.encoder.encode(texts, batch_size)
+        with warnings.catch_warnings():  # counted and reported once, by the driver
+            warnings.filterwarnings("ignore", category=TruncationWarning)
+            vectors = self.encoder.encode(texts, batch_size)
         stats = getattr(self.encoder, "last_stats", None)
         return self.encoder.fingerprint, vectors, int(getattr(stats, "truncated", 0))
 
@@ -189,7 +193,8 @@ class RayEncoderPool:
         while running:
             if stop.is_set():
                 for reference in running:  # queued ones; close() kills the rest
-                    ray.cancel(reference)
+                    with contextlib.suppress(Exception):  # one that has just finished
+                        ray.cancel(reference)
                 return
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             for reference in done:
@@ -280,11 +285,17 @@ class RayEncoders:
         self.factory = factory or default_encoder_factory
         self.pools: list[RayEncoderPool] = []
         self.connected = False
+        self.closed = False
+        self.lock = threading.Lock()  # pools start in the indexing thread, stop in the caller's
 
     def __call__(self, settings: EncoderSettings) -> RayEncoderPool:
         self._connect()
         pool = RayEncoderPool.start(self.ray_settings, self.factory, _visible(settings))
-        self.pools.append(pool)
+        with self.lock:
+            if self.closed:  # Ctrl-C while the workers loaded: stop them now, not at exit
+                pool.close()
+                raise ModelLoadError("the run stopped while the Ray workers loaded the model")
+            self.pools.append(pool)
         return pool
 
     def _connect(self) -> None:
@@ -312,9 +323,11 @@ class RayEncoders:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for pool in self.pools:
-            pool.close()
-        self.pools = []
+        with self.lock:
+            self.closed = True
+            for pool in self.pools:
+                pool.close()
+            self.pools = []
         if self.connected:
             import ray
 
