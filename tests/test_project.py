@@ -61,12 +61,14 @@ ALLOWED_IMPORTS = {
     "collection": ("tpsearch.analysis", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
     "tui": ("tpsearch.collection",),
     "server": ("tpsearch.collection", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
+    "distributed": ("tpsearch.collection", "tpsearch.engine.encoder", "tpsearch.engine.settings"),
     "cli": (
         "tpsearch.analysis",
         "tpsearch.collection",
         "tpsearch.engine",
         "tpsearch.tui",
         "tpsearch.server",
+        "tpsearch.distributed",
     ),
 }
 # The one place the collection names the real engine: the default encoder, imported lazily.

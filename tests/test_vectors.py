@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,38 @@ def test_filtered_search_on_an_approximate_index_finds_the_true_neighbours() -> 
         truth = allowed[exact_neighbours(vectors[allowed - 1], queries, 10)]
         assert (found >= 0).sum(axis=1).min() == 10  # always k results
         assert recall_at(found, truth) >= wanted, len(allowed)
+
+
+def test_a_large_collection_gets_a_compressed_index_reranked_exactly(tmp_path: Path) -> None:
+    """Above compress_min: IVF-PQ codes in memory (a fraction of the vectors' size), and a
+    shortlist re-scored with SQLite's exact vectors, so recall and scores stay exact-like."""
+    dim, n = 64, 6_000
+    data = clustered(n + 100, dim, seed=7)
+    vectors, queries = data[:n], data[n:]
+    store, ids_list = _store_with(tmp_path, vectors)
+    ids = np.array(ids_list)
+    policy = VectorPolicy(exact_max=1_000, compress_min=4_000)
+    index, changed = sync(None, store, dim, policy)
+    assert changed and index.kind == "ivfpq" and index.ntotal == n
+    assert 1 <= index.nprobe <= index.nlist
+
+    exact = functools.partial(store.vectors_for, dim=dim)
+    scores, found = index.search(queries, 10, fetch=exact)
+    truth = ids[exact_neighbours(vectors, queries, 10)]
+    assert recall_at(found, truth) >= 0.95
+    best = vectors[np.searchsorted(ids, found[:, 0])]  # scores are exact cosines, not PQ's
+    np.testing.assert_allclose(scores[:, 0], np.sum(best * queries, 1), rtol=1e-5)
+
+    path = tmp_path / "vectors-1.faiss"
+    index.save(path)
+    flat = VectorIndex.build(ids, vectors, dim)  # exact: the vectors themselves
+    flat.save(tmp_path / "flat.faiss")
+    assert path.stat().st_size <= 0.15 * (tmp_path / "flat.faiss").stat().st_size
+    loaded = VectorIndex.load(path)
+    assert loaded is not None and loaded.kind == "ivfpq"
+    assert loaded.suits(n, policy) and not loaded.suits(1_500, policy)  # shrunk: IVF again
+
+    store.remove_files(["f0", "f1"])  # removal by id works on IVF-PQ too
+    index, changed = sync(loaded, store, dim, policy)
+    assert changed and index.kind == "ivfpq" and index.ids().tolist() == ids_list[2:]
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -85,6 +86,22 @@ def index_command(
         bool, typer.Option("--reembed", help="Drop every vector and embed all chunks again.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass of the model.")] = 32,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Embed on a Ray cluster: auto (RAY_ADDRESS's cluster, else a local Ray) or "
+            'its address (host:6379, ray://host:10001). Needs pip install "tpsearch[ray]".',
+            show_default=False,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="With --ray: this many CPU workers (default: one per GPU of the cluster, else 2).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     model: ModelOpt = None,
@@ -114,11 +131,21 @@ def index_command(
     else:  # what is not given now keeps its remembered value
         scan = ScanOverrides(include or None, exclude or None, limit)
     check_arguments(paths, batch_size)  # before a collection is created: a typo costs nothing
+    ray_settings = None
+    if ray is not None or ray_workers is not None:
+        from tpsearch.distributed import RaySettings
+
+        ray_settings = RaySettings(ray or "auto", ray_workers, 0.0 if ray_workers else None)
     progress = RichProgress(stderr) if not quiet and stderr.is_terminal else None
     with Collection.locate(Path.cwd(), index_dir, create=True) as collection:
         try:
             with progress or contextlib.nullcontext():
-                summary = collection.index(
+                index = collection.index
+                if ray_settings is not None:
+                    from tpsearch.distributed import index_on_ray
+
+                    index = functools.partial(index_on_ray, collection, ray=ray_settings)
+                summary = index(
                     paths,
                     include=scan.include,
                     exclude=scan.exclude,

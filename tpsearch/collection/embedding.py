@@ -19,7 +19,8 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,37 @@ WINDOW_GROUPS = 16
 PATIENCE_SECONDS = 2.0
 
 
+def encode_groups(
+    encoder: Encoder,
+    groups: Sequence[list[str]],
+    batch_size: int,
+    stop: threading.Event,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
+) -> Iterator[tuple[int, np.ndarray, int, float]]:
+    """(position, vectors, truncated, seconds) for each group of texts, as each is ready.
+
+    An encoder with its own `encode_groups` (a pool of workers, as `tpsearch.distributed`'s)
+    encodes them side by side, in any order (seconds: wall time since the previous group);
+    any other encodes them one by one, with `encode` if given. Either stops between groups
+    once `stop` is set.
+    """
+    pooled = getattr(encoder, "encode_groups", None)
+    if pooled is not None:
+        started = time.perf_counter()
+        for position, vectors, truncated in pooled(groups, batch_size, stop):
+            now = time.perf_counter()
+            yield position, vectors, truncated, now - started
+            started = now
+        return
+    for position, texts in enumerate(groups):
+        if stop.is_set():
+            return
+        started = time.perf_counter()
+        vectors = encode(texts) if encode else encoder.encode(texts, batch_size)
+        stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
+        yield position, vectors, getattr(stats, "truncated", 0), time.perf_counter() - started
+
+
 def by_length(rows: Sequence[tuple[int, str, str]], size: int) -> list[list[tuple[int, str, str]]]:
     """(id, heading, text) rows in groups of `size`, longest first."""
     ordered = sorted(rows, key=lambda row: len(row[1]) + len(row[2]), reverse=True)
@@ -77,6 +109,7 @@ class Embedder:
         self.scan_done = threading.Event()
         self.wake = threading.Event()  # set by the committer after each file: look again
         self.stop = threading.Event()
+        self.adopted = threading.Event()  # the encoder's fingerprint suits the stored vectors
         self.worker = threading.Thread(target=self._work, name="tpsearch-embed", daemon=True)
         self.encoder: Encoder | None = None
         self.error: BaseException | None = None
@@ -150,20 +183,25 @@ class Embedder:
                         self.settings, self.factory, phase=lambda step: self._put("phase", step)
                     )
                     self._put("loaded", encoder)
+                    # Nothing is encoded before the committer has checked the fingerprint.
+                    while not (self.adopted.is_set() or self.stop.is_set()):
+                        self.adopted.wait(POLL_SECONDS)
                     if self.stop.is_set():  # Ctrl-C or an error while it loaded: encode nothing
                         break
+                    window *= max(1, int(getattr(encoder, "parallel", 1)))  # a pool: per worker
                     continue  # read again: the scan went on while the model loaded
-                for group in by_length(rows, self.group):
-                    if self.stop.is_set():
-                        break
-                    ids = [row[0] for row in group]
-                    texts = [embedding_text(heading, text) for _, heading, text in group]
-                    started = time.perf_counter()
-                    vectors = self._encode(encoder, texts)
-                    seconds = time.perf_counter() - started
-                    stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
-                    truncated = getattr(stats, "truncated", 0)
+                groups = by_length(rows, self.group)
+                texts = [[embedding_text(heading, text) for _, heading, text in g] for g in groups]
+                pooled = hasattr(encoder, "encode_groups")
+                for position, vectors, truncated, seconds in encode_groups(
+                    encoder, texts, self.batch_size, self.stop, partial(self._encode, encoder)
+                ):
+                    ids = [row[0] for row in groups[position]]
+                    if pooled:  # a pool reports whole groups
+                        self.encoded += len(ids)
                     self._put("vectors", (ids, vectors, truncated, seconds))
+                if self.stop.is_set():
+                    break
                 last = rows[-1][0]
         except BaseException as error:  # reported to, and raised in, the calling thread
             self._put("error", error)
@@ -287,6 +325,7 @@ class Embedder:
             encoder_settings=storable(settings),
         )
         self.encoder = encoder
+        self.adopted.set()
         self.progress.start("embed", self.total)
 
     def _commit(self, ids: list[int], vectors: np.ndarray, truncated: int, seconds: float) -> None:

@@ -15,6 +15,7 @@ chunk id that the database lost and could hand out again for another chunk.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,10 @@ class VectorCache:
         unsaved = self._unsaved_vectors(index, dim)
         found: list[tuple[int, float]] = []
         if index is not None and index.ntotal:
-            scores, ids = index.search(query[None, :], k, allowed, unsaved.removed)
+            exact = functools.partial(self.store.vectors_for, dim=dim)  # IVF-PQ re-ranks
+            scores, ids = index.search(
+                query[None, :], k, allowed, unsaved.removed, exact, self.policy.rerank
+            )
             found += [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
         ids, vectors = unsaved.ids, unsaved.vectors
         if allowed is not None:

@@ -3,14 +3,17 @@
 Exact inner-product search up to `exact_max` vectors; above that an IVF index (inverted lists
 over k-means cells) whose `nprobe` is tuned when it is built, on queries drawn from the data,
 until its recall@10 against exact search reaches `tuned_recall`, then doubled as a margin for
-queries unlike the documents. Both index kinds take chunk ids
-as FAISS ids and support removal, so a re-run adds and removes vectors without a rebuild.
+queries unlike the documents. Above `compress_min` vectors the IVF lists hold product-quantized
+codes instead of the vectors (IVF-PQ, `vector_compression.py`): a search takes a shortlist from
+it and scores the shortlist exactly with the vectors SQLite holds. Every index kind takes chunk
+ids as FAISS ids and supports removal, so a re-run adds and removes vectors without a rebuild.
 Saving writes a temporary file and renames it over the old one: a reader, or a crash, sees the
 old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -19,12 +22,27 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from tpsearch.collection.vector_compression import (
+    TRAIN_PER_CELL,
+    Fetch,
+    add_in_blocks,
+    rerank,
+    sample_ids,
+    train_ivfpq,
+)
+from tpsearch.collection.vector_tuning import (
+    exact_neighbours,
+    recall_at,
+    tune_nprobe,
+    tune_nprobe_reranked,
+)
 from tpsearch.errors import CollectionError, first_line
 
 if TYPE_CHECKING:
     from tpsearch.collection.store import Store
 
-IndexKind = Literal["exact", "ivf"]
+IndexKind = Literal["exact", "ivf", "ivfpq"]
+__all__ = ["VectorIndex", "VectorPolicy", "exact_neighbours", "ideal_nlist", "recall_at", "sync"]
 FEW_QUERIES = 8  # searches of up to this many queries run on one thread
 
 
@@ -33,6 +51,8 @@ class VectorPolicy:
     """When to go approximate, and how good approximate must be."""
 
     exact_max: int = 100_000  # exact search stays well under 50 ms up to about here on a CPU
+    compress_min: int = 1_000_000  # above: IVF-PQ + exact re-ranking (flat IVF: 3.6 GB at 896-d)
+    rerank: int = 200  # IVF-PQ shortlist scored exactly (at least 10 x k)
     tuned_recall: float = 0.97  # IVF nprobe target on sample queries (a margin above 0.95)
     tuning_queries: int = 100
     min_probe_fraction: int = 32  # always probe at least 1/32 of the cells
@@ -57,11 +77,11 @@ class VectorIndex:
 
     @property
     def nlist(self) -> int:
-        return int(self.index.nlist) if self.kind == "ivf" else 0
+        return int(self.index.nlist) if self.kind != "exact" else 0
 
     @property
     def nprobe(self) -> int:
-        return int(self.index.nprobe) if self.kind == "ivf" else 0
+        return int(self.index.nprobe) if self.kind != "exact" else 0
 
     def describe(self) -> dict[str, Any]:
         """Kind and size, for `tpsearch status`."""
@@ -94,6 +114,20 @@ class VectorIndex:
         return built
 
     @classmethod
+    def build_compressed(
+        cls, ids: np.ndarray, fetch: Fetch, dim: int, policy: VectorPolicy | None = None
+    ) -> VectorIndex:
+        """IVF-PQ over `ids`, reading their vectors through `fetch` a block at a time."""
+        policy = policy or VectorPolicy()
+        nlist = ideal_nlist(len(ids))
+        sample = fetch(sample_ids(ids, TRAIN_PER_CELL * nlist, policy.seed))
+        built = cls(train_ivfpq(sample, dim, nlist), "ivfpq")
+        del sample
+        add_in_blocks(built.index, ids, fetch)
+        built.index.nprobe = tune_nprobe_reranked(built, ids, fetch, policy)
+        return built
+
+    @classmethod
     def _trained_ivf(cls, vectors: np.ndarray, dim: int, policy: VectorPolicy) -> VectorIndex:
         import faiss
 
@@ -111,6 +145,10 @@ class VectorIndex:
         policy = policy or VectorPolicy()
         if self.kind == "exact":
             return n <= policy.exact_max
+        if self.kind == "ivf" and n > policy.compress_min:
+            return False
+        if self.kind == "ivfpq" and n <= policy.compress_min // 2:
+            return False
         return n > policy.exact_max // 2 and self.nlist / 2 <= ideal_nlist(n) <= self.nlist * 2
 
     def ids(self) -> np.ndarray:
@@ -143,8 +181,13 @@ class VectorIndex:
         k: int,
         allowed: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
+        fetch: Fetch | None = None,
+        rerank_size: int = VectorPolicy.rerank,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (len(queries), k); ids -1 where fewer than k were found.
+
+        IVF-PQ with `fetch` (ids -> exact vectors): a shortlist of max(rerank_size, 10k)
+        candidates is scored exactly; without it, the scores are the approximate ones.
 
         Only ids in `allowed` (when given) and not in `excluded` are returned. A filter
         empties IVF cells, so a filtered IVF search probes more of them: as many more as
@@ -156,11 +199,14 @@ class VectorIndex:
         if self.ntotal == 0 or (allowed is not None and not len(allowed)):
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return np.zeros((len(queries), k), dtype=np.float32), empty
+        if self.kind == "ivfpq" and fetch is not None:
+            shortlist = self.search(queries, max(rerank_size, 10 * k), allowed, excluded)[1]
+            return rerank(queries, shortlist, k, fetch)
         selector = _selector(allowed, excluded)
         if selector is None:
             return self._search(queries, k, None)
         nprobe = None
-        if self.kind == "ivf" and allowed is not None:
+        if self.kind != "exact" and allowed is not None:
             share = min(1.0, len(allowed) / self.ntotal)
             nprobe = math.ceil(self.nprobe / share)
             nprobe = self.nlist if nprobe >= self.nlist // 2 else nprobe
@@ -176,7 +222,8 @@ class VectorIndex:
 
         params: Any = None
         if selector is not None:
-            params = faiss.SearchParametersIVF() if self.kind == "ivf" else faiss.SearchParameters()
+            ivf = self.kind != "exact"
+            params = faiss.SearchParametersIVF() if ivf else faiss.SearchParameters()
             params.sel = selector
             if nprobe is not None:
                 params.nprobe = nprobe
@@ -232,6 +279,8 @@ class VectorIndex:
             return cls(index, "exact")
         if isinstance(index, faiss.IndexIVFFlat):
             return cls(index, "ivf")
+        if isinstance(index, faiss.IndexIVFPQ):
+            return cls(index, "ivfpq")
         return None
 
 
@@ -275,67 +324,6 @@ def ideal_nlist(n: int) -> int:
     return max(16, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(n))))))
 
 
-def exact_neighbours(
-    vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 65536
-) -> np.ndarray:
-    """Row positions of the exact top-k by inner product (ground truth for recall).
-
-    Block by block, so that a million vectors are not copied into a second index.
-    """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, len(vectors), block):
-        scores = queries @ vectors[start : start + block].T
-        rows = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-        scores = np.concatenate([best_scores, scores], axis=1)
-        rows = np.concatenate([best_rows, rows], axis=1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best_scores = np.take_along_axis(scores, keep, axis=1)
-        best_rows = np.take_along_axis(rows, keep, axis=1)
-    return best_rows
-
-
-def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of the true top-k found, over queries."""
-    pairs = zip(found, truth, strict=True)
-    hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in pairs)
-    return hits / truth.size
-
-
-def tune_nprobe(
-    index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, policy: VectorPolicy
-) -> int:
-    """The smallest nprobe (doubling from a floor) whose recall@10 reaches the target, times
-    the margin.
-
-    The queries are stored vectors left out of their own results (leave-one-out): points from
-    the collection's own distribution. Real queries (short questions) often lie farther from
-    every document cluster, where IVF needs more cells; the margin pays for that.
-    """
-    k = min(10, len(vectors) - 1)
-    rng = np.random.default_rng(policy.seed)
-    rows = rng.choice(len(vectors), size=min(len(vectors), policy.tuning_queries), replace=False)
-    queries, own = vectors[rows], np.asarray(ids)[rows]
-    truth = _without_own(np.asarray(ids)[exact_neighbours(vectors, queries, k + 1)], own, k)
-    nprobe = max(1, index.nlist // policy.min_probe_fraction)  # a floor for unlike queries
-    while True:
-        index.index.nprobe = nprobe
-        found = _without_own(index.index.search(queries, k + 1)[1], own, k)
-        if nprobe >= index.nlist or recall_at(found, truth) >= policy.tuned_recall:
-            return min(index.nlist, nprobe * policy.probe_margin)
-        nprobe *= 2
-
-
-def _without_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
-    """Each row's first k ids other than the query's own (-1 padded)."""
-    out = np.full((len(found), k), -1, dtype=np.int64)
-    for row, (ids, skip) in enumerate(zip(found, own, strict=True)):
-        kept = ids[ids != skip][:k]
-        out[row, : len(kept)] = kept
-    return out
-
-
 def sync(
     index: VectorIndex | None,
     store: Store,
@@ -351,6 +339,9 @@ def sync(
     policy = policy or VectorPolicy()
     wanted = store.vector_ids()
     if index is None or index.dim != dim or not index.suits(len(wanted), policy):
+        if len(wanted) > policy.compress_min:  # never all vectors in memory at once
+            fetch = functools.partial(store.vectors_for, dim=dim)
+            return VectorIndex.build_compressed(wanted, fetch, dim, policy), True
         ids, vectors = store.all_vectors(dim)
         return VectorIndex.build(ids, vectors, dim, policy), True
     held = index.ids()
