@@ -12,6 +12,7 @@ from tests.fakes import AnisotropicEncoder, HashingEncoder
 from tpsearch.analysis import DedupeSettings
 from tpsearch.analysis.space import VectorSpace, fit_space
 from tpsearch.collection import Collection
+from tpsearch.collection.analyses import PASSAGES_PER_FILE
 from tpsearch.collection.vector_space import REFIT_SHARE, SPACE_KEY, stored_space
 
 TOPICS = [
@@ -139,3 +140,23 @@ def test_semantic_dedupe_groups_copies_not_neighbours_on_anisotropic_vectors(
     assert [sorted(m.item.path for m in g.members) for g in centred.groups] == [
         ["docs/note005 copy.md", "docs/note005.md"]
     ]
+
+
+def test_files_are_clustered_with_k_chosen_on_a_bounded_share_of_each_files_passages(
+    tmp_path: Path,
+) -> None:
+    """One long file (a changelog) must not decide k by its number of passages alone."""
+    docs = tmp_path / "docs"
+    write_docs(docs, 24)
+    sections = [
+        f"## Version 1.{n}\n\n" + " ".join(["release", "changelog", f"fixed{n}", "bump"] * 60)
+        for n in range(120)
+    ]
+    (docs / "changelog.md").write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(AnisotropicEncoder()))
+        passages = col.status().chunks
+        report = col.cluster("file").report
+    assert passages > 24 + 64  # the changelog alone has many passages
+    assert report.note == f"k chosen on {24 + PASSAGES_PER_FILE} passages"
+    assert report.k >= len(TOPICS)  # each subject is a topic, the changelog not the only split

@@ -122,8 +122,8 @@ def cluster_items(
     With `k="auto"` and `choose_on` (unit vectors of the items' parts: a collection's
     passages, for its files) k is chosen on those: a few hundred files are too few points
     for silhouette to see topics that thousands of passages show (FastAPI docs: k=2 chosen
-    on 156 file vectors, 18 on their 4,722 passages, and the files clustered with k=18 form
-    topics such as security, testing, Docker, forms and files).
+    on 156 file vectors, 13 on up to 32 passages of each file, and the files clustered with
+    k=13 form topics such as security/OAuth, dependencies, forms and files, testing).
     """
     settings = settings or ClusterSettings()
     ordered = sorted(items, key=lambda item: item.id)

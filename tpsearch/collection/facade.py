@@ -15,27 +15,22 @@ decides which encoder settings apply (stored ones, unless flags change them).
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tpsearch.collection.db_errors import DamagedDatabase, database_error
 from tpsearch.collection.locking import WriterLock
 from tpsearch.collection.schema import DB_NAME
 from tpsearch.collection.store import Store
 from tpsearch.collection.vector_cache import VectorCache
 from tpsearch.collection.vector_index import VectorPolicy
 from tpsearch.collection.vector_settings import changed_fields, from_stored
-from tpsearch.collection.vector_space import describe_space
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.engine.settings import EncoderSettings
-from tpsearch.errors import CollectionError, ModelLoadError, WriterBusy
+from tpsearch.errors import CollectionError, ModelLoadError
 
 if TYPE_CHECKING:
     from tpsearch.analysis import ClusterSettings, DedupeReport, DedupeSettings
@@ -43,6 +38,7 @@ if TYPE_CHECKING:
     from tpsearch.collection.indexing import IndexSummary, Progress
     from tpsearch.collection.reading import IndexedText
     from tpsearch.collection.search import QueryResult
+    from tpsearch.collection.status import Check, CollectionStatus
 
 INDEX_DIR_NAME = ".tpsearch"
 # Called with the settings; a factory that also takes a `phase` keyword hears of slow one-time
@@ -68,53 +64,12 @@ def takes_phase(factory: EncoderFactory) -> bool:
         return False
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 def find_index_dir(start: Path) -> Path | None:
     """The nearest `.tpsearch/` folder in `start` or a parent (the way git finds `.git`)."""
     for folder in (start, *start.parents):
         if (folder / INDEX_DIR_NAME).is_dir():
             return folder / INDEX_DIR_NAME
     return None
-
-
-@dataclass(frozen=True)
-class CollectionStatus:
-    folder: Path
-    root: Path
-    files: int
-    chunks: int
-    embedded: int
-    pending: int
-    skipped: dict[str, int]  # reason -> count
-    model_id: str | None
-    fingerprint: str | None  # of the vectors: encoder settings and chunker settings
-    encoder: dict[str, Any]  # the encoder's settings, as it describes them
-    chunker: dict[str, Any]
-    sources: list[str]
-    filters: dict[str, Any]  # the remembered --include, --exclude and --max-file-size
-    bytes_on_disk: dict[str, int]  # database (with its WAL) and vector index
-    vector_index: dict[str, Any] | None  # kind and size of the saved FAISS file
-    space: dict[str, Any] | None  # the corrected space scores are read in (vector_space.py)
-    last_run: dict[str, Any] | None
-    last_change: dict[str, Any] | None  # the latest run that changed something
-    problems: list[str] | None  # None: not checked
-    unchecked: list[str] | None  # what --check could not check now, and why
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, as `tpsearch status --json` prints it (paths as strings)."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class Check:
-    problems: list[str]  # broken invariants; empty when consistent
-    unchecked: list[str]  # what could not be checked now, and why
 
 
 class Collection:
@@ -299,56 +254,9 @@ class Collection:
     def status(self, check: bool = False) -> CollectionStatus:
         """What the collection holds; `check` also verifies every invariant (reads it all).
         Raises DamagedDatabase when the SQLite file is damaged, with what SQLite found."""
-        try:
-            return self._status(check)
-        except sqlite3.DatabaseError as error:
-            found = database_error(error, self.store.path)
-            if isinstance(found, DamagedDatabase):
-                found = DamagedDatabase(f"{found} [{self._integrity()}]")
-            raise found from None
+        from tpsearch.collection.status import read_status
 
-    def _integrity(self) -> str:
-        try:
-            rows = self.store.db.execute("PRAGMA quick_check(5)").fetchall()
-            found = "; ".join(str(row[0]) for row in rows)
-            return "SQLite quick check: " + "; ".join(found.splitlines())
-        except sqlite3.DatabaseError as error:
-            return f"SQLite quick check: {error}"
-
-    def _status(self, check: bool) -> CollectionStatus:
-        store = self.store
-        with store.snapshot():
-            skipped = store.skip_counts()
-            encoder_fp, chunker = store.get_meta("fingerprint"), store.get_meta("chunker", {})
-            vectors = self.vectors_path()
-            status = CollectionStatus(
-                folder=self.folder,
-                root=self.root,
-                skipped=skipped,
-                model_id=store.get_meta("model_id"),
-                fingerprint=fingerprint_of({"encoder": encoder_fp, "chunker": chunker})
-                if encoder_fp
-                else None,
-                encoder=store.get_meta("encoder", {}),
-                chunker=chunker,
-                sources=store.get_meta("sources", []),
-                filters=store.get_meta("scan", {}),
-                bytes_on_disk={
-                    "database": _size(store.path) + _size(store.path.with_name(DB_NAME + "-wal")),
-                    "vectors": _size(vectors),
-                },
-                vector_index=store.get_meta("vector_index") if vectors.exists() else None,
-                space=describe_space(store),
-                last_run=store.last_run(),
-                last_change=store.last_run(changed=True),
-                problems=None,
-                unchecked=None,
-                **store.counts(),
-            )
-        if not check:
-            return status
-        checked = self.check()  # outside the snapshot: it writes
-        return dataclasses.replace(status, problems=checked.problems, unchecked=checked.unchecked)
+        return read_status(self, check)
 
     # --- settings ----------------------------------------------------------------------------
 
@@ -403,29 +311,10 @@ class Collection:
     # --- checks ------------------------------------------------------------------------------
 
     def check(self) -> Check:
-        """Every invariant of the database (the FAISS file needs no check: a query compares it
-        with SQLite by id, and searches exactly what it lacks or cannot read). Reads everything.
+        """Every invariant of the database; reads everything (see `status.check_collection`)."""
+        from tpsearch.collection.status import check_collection
 
-        FTS5 checks its index with an INSERT: that part runs outside any snapshot, under the
-        writer lock, and is reported as not checked while another process writes.
-        """
-        with self.store.snapshot():
-            problems = self.store.problems()
-        unchecked = []
-        try:
-            with WriterLock(self.folder):
-                full_text = self.store.full_text_problem()
-            problems += [full_text] if full_text else []
-        except WriterBusy:
-            unchecked.append(
-                "the full-text index: a writer is busy (run `tpsearch status --check` again "
-                "when it has finished)"
-            )
-        except CollectionError as error:
-            unchecked.append(f"the full-text index: {error}")
-        except OSError as error:  # no lock file can be made: a read-only folder
-            unchecked.append(f"the full-text index: {error.strerror or error}")
-        return Check(problems, unchecked)
+        return check_collection(self)
 
     def problems(self) -> list[str]:
         """Broken invariants found by `check`; empty when consistent."""

