@@ -17,7 +17,7 @@ from tpsearch.cli.options import DeviceOpt, IndexDirOpt, model_overrides
 from tpsearch.errors import CollectionError, ConfigError, TpsearchError
 
 if TYPE_CHECKING:
-    from tpsearch.collection.search import QueryResult
+    from tpsearch.collection.hits import QueryResult
 
 
 def _folder(index_dir: Path | None) -> Path:
@@ -145,7 +145,7 @@ def from_server(
         error = TpsearchError(answer["error"])
         error.exit_code = int(answer.get("exit_code", 2))
         raise error
-    from tpsearch.collection.search import Hit, QueryResult
+    from tpsearch.collection.hits import Hit, QueryResult
 
     hits = [Hit(**{**h, "highlights": tuple(map(tuple, h["highlights"]))}) for h in answer["hits"]]
     result = QueryResult(args["text"], answer["mode"], answer["used"], hits, answer["notices"])

@@ -10,14 +10,17 @@ collection knows the embedding engine only through the `Encoder` protocol
 (`tpsearch.engine.encoder`).
 """
 
-from tpsearch.collection.facade import (
-    INDEX_DIR_NAME,
-    Collection,
-    EncoderFactory,
-    default_encoder_factory,
-    find_index_dir,
-)
-from tpsearch.collection.status import CollectionStatus
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tpsearch.collection.facade import (
+        INDEX_DIR_NAME,
+        Collection,
+        EncoderFactory,
+        default_encoder_factory,
+        find_index_dir,
+    )
+    from tpsearch.collection.status import CollectionStatus
 
 __all__ = [
     "INDEX_DIR_NAME",
@@ -27,3 +30,17 @@ __all__ = [
     "default_encoder_factory",
     "find_index_dir",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Names load on first use: importing one small module of the package (`visible`, for the
+    CLI's output) does not import SQLite, sqlite-utils and the rest (~0.2 s of every command)."""
+    if name == "CollectionStatus":
+        from tpsearch.collection import status
+
+        return status.CollectionStatus
+    if name in __all__:
+        from tpsearch.collection import facade
+
+        return getattr(facade, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

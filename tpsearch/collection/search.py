@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from tpsearch.collection.chunking import detect_format
+from tpsearch.collection.hits import MODES, Hit, Mode, QueryResult
 from tpsearch.collection.snippets import document_title, make_snippet
 from tpsearch.collection.sources import compile_patterns
 from tpsearch.collection.vector_settings import check_same_vectors
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from tpsearch.collection.schema import ChunkRow
     from tpsearch.collection.store import Store
 
-Mode = Literal["hybrid", "semantic", "lexical"]
-MODES: tuple[str, ...] = get_args(Mode)
 # Weight of the keyword side in hybrid scores. Measured on 101 judged questions about the
 # FastAPI docs with SmolLM2-135M (file MRR@10): keywords alone 0.727, reciprocal-rank fusion
 # 0.700, score fusion 0.759 / 0.767 / 0.769 / 0.770 at weights 0.5 / 0.6 / 0.7 / 0.8 (the
@@ -50,42 +48,6 @@ _STOPWORDS = (
     "you your"
 )
 STOPWORDS = frozenset(_STOPWORDS.split())  # left out of keyword queries: they match everything
-
-
-@dataclass(frozen=True)
-class Hit:
-    rank: int
-    score: float
-    chunk_id: int
-    path: str  # relative to the collection root
-    start_line: int
-    end_line: int
-    heading: str
-    snippet: str  # around the query terms: a line per paragraph, heading or line of code
-    highlights: tuple[tuple[int, int], ...]  # [start, end) of query terms in `snippet`
-    title: str = ""  # the document's title (a Title: field or its first heading), if any
-
-    def to_dict(self, path: str | None = None) -> dict[str, Any]:
-        """The JSON record; `path` replaces the root-relative path (e.g. relative to cwd)."""
-        return {
-            "path": path if path is not None else self.path,
-            "start_line": self.start_line,
-            "end_line": self.end_line,
-            "score": round(self.score, 6),
-            "snippet": self.snippet,
-            "chunk_id": self.chunk_id,
-            "heading": self.heading,
-            "title": self.title,
-        }
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    text: str
-    mode: Mode  # as asked
-    used: Mode  # what ran: "lexical" when vectors could not be used
-    hits: list[Hit]
-    notices: list[str]  # things the user should know (shown on stderr)
 
 
 def query_terms(text: str) -> list[str]:

@@ -20,8 +20,8 @@ SNIPPET_INDENT = 4  # snippet lines, and the lines the terminal wraps them into
 
 if TYPE_CHECKING:
     from tpsearch.collection import CollectionStatus
+    from tpsearch.collection.hits import Hit, QueryResult
     from tpsearch.collection.indexing import IndexSummary
-    from tpsearch.collection.search import Hit, QueryResult
 
 
 def _hit_lines(hit: Hit, shown: str, link: Path) -> tuple[Text, Text]:
