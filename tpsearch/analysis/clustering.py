@@ -147,7 +147,8 @@ def cluster_items(
         chosen, scores, baseline, note = _fit(choose_on, settings)
         k = min(len(chosen), len(x) - 1, _count_distinct(x, len(chosen)))
         centroids = _kmeans(x, max(1, k), settings)
-        note = note or f"k chosen on {len(choose_on)} passages"
+        lowered = f": {len(chosen)}, lowered to {k} for {len(x)} items" if k < len(chosen) else ""
+        note = note or f"k chosen on {len(choose_on)} passages{lowered}"
     else:
         centroids, scores, baseline, note = _fit(x, settings)
     report = _report(clustered, x, _nearest(x, centroids), centroids, settings, unembedded, note)
