@@ -25,7 +25,7 @@ from tpsearch.cli import app
 from tpsearch.collection import Collection
 from tpsearch.collection.schema import DB_NAME
 from tpsearch.engine.settings import EncoderSettings
-from tpsearch.errors import ModelLoadError
+from tpsearch.errors import ConfigError, ModelLoadError
 
 ray = pytest.importorskip("ray")
 
@@ -260,3 +260,7 @@ def test_one_worker_per_gpu_else_two_cpu_workers() -> None:
     count, options = _worker_options(RaySettings(), {"CPU": 64.0, "GPU": 8.0})
     assert (count, options["num_gpus"]) == (8, 1.0)
     assert options["max_restarts"] == options["max_task_retries"] == 3
+    count, options = _worker_options(RaySettings(), {"CPU": 1.0})  # a one-core cluster
+    assert (count, options["num_cpus"]) == (1, 1)
+    with pytest.raises(ConfigError, match=r"3 CPU workers need a core each; .* has 2"):
+        _worker_options(RaySettings(workers=3), {"CPU": 2.0})  # Ray would wait forever

@@ -101,3 +101,88 @@ def test_the_server_stops_when_idle(tmp_path: Path) -> None:
     server = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert server.returncode == 0, server.stderr  # stopped by itself after 1.2 s
     assert not (tmp_path / ".tpsearch" / "serve.sock").exists()
+
+
+def _warm_query(service: Any, mode: str = "hybrid") -> dict[str, Any]:
+    from tpsearch import __version__
+    from tpsearch.server.warm import handle
+
+    request = {"op": "query", "version": __version__, "overrides": {}}
+    answer, _ = handle(service, {**request, "args": {"text": "install", "k": 2, "mode": mode}})
+    return answer
+
+
+def test_the_server_takes_a_collection_an_older_version_fingerprinted_differently(
+    tmp_path: Path,
+) -> None:
+    """An older tpsearch named a local model's vectors without the weights' hash; the encoder
+    still lists that name (`former_fingerprints`), and the server must pass it on."""
+    from tests.corpus import write_corpus
+    from tests.fakes import HashingEncoder
+    from tpsearch.engine.encoder import fingerprint_of
+    from tpsearch.server.service import Service
+
+    class Old(HashingEncoder):
+        @property
+        def settings(self) -> dict[str, object]:
+            return {**super().settings, "revision": None}
+
+    class New(HashingEncoder):
+        @property
+        def settings(self) -> dict[str, object]:
+            return {**super().settings, "revision": "sha256:abc"}
+
+        @property
+        def former_fingerprints(self) -> tuple[str, ...]:
+            return (fingerprint_of({**super().settings, "revision": None}),)
+
+    root = tmp_path / "root"
+    write_corpus(root)
+    with Collection.locate(root, create=True) as col:
+        col.index([root], encoder_factory=lambda s: Old())
+        folder = col.folder
+    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: New())
+    try:
+        answer = _warm_query(service, "semantic")
+        assert answer.get("error") is None and answer["used"] == "semantic" and answer["hits"]
+        (root / "new.md").write_text("# New\n\nfresh words here\n", encoding="utf-8")
+        assert service.reindex()["embedded"] == 1  # the MCP reindex accepts it too
+    finally:
+        service.close()
+
+
+def test_weights_changed_in_place_then_reembedded_are_loaded_again_by_the_server(
+    tmp_path: Path,
+) -> None:
+    from tests.corpus import write_corpus
+    from tests.fakes import HashingEncoder
+    from tpsearch.server.service import Service
+
+    weights = tmp_path / "weights"
+    weights.write_text("v1", encoding="utf-8")
+
+    class Local(HashingEncoder):  # its fingerprint follows the weights on disk, as a folder's
+        def __init__(self) -> None:
+            super().__init__()
+            self.revision = weights.read_text(encoding="utf-8")
+
+        @property
+        def settings(self) -> dict[str, object]:
+            return {**super().settings, "revision": self.revision}
+
+    root = tmp_path / "root"
+    write_corpus(root)
+    with Collection.locate(root, create=True) as col:
+        col.index([root], encoder_factory=lambda s: Local())
+        folder = col.folder
+    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: Local())
+    try:
+        assert _warm_query(service).get("error") is None
+        weights.write_text("v2", encoding="utf-8")  # replaced in place, then re-embedded
+        with Collection.open(folder, write=True) as col:
+            col.index(encoder_factory=lambda s: Local(), reembed=True)
+        answer = _warm_query(service)
+        assert answer.get("error") is None, answer["error"]
+        assert answer["used"] == "hybrid" and answer["hits"]
+    finally:
+        service.close()

@@ -145,9 +145,11 @@ def cluster_items(
     if on_parts:
         assert choose_on is not None
         chosen, scores, baseline, note = _fit(choose_on, settings)
-        k = min(len(chosen), len(x) - 1, _count_distinct(x, len(chosen)))
-        centroids = _kmeans(x, max(1, k), settings)
-        lowered = f": {len(chosen)}, lowered to {k} for {len(x)} items" if k < len(chosen) else ""
+        distinct = _count_distinct(x, len(chosen))
+        k = max(1, min(len(chosen), len(x) - 1, distinct))
+        centroids = _kmeans(x, k, settings)
+        why = f"only {distinct} distinct vectors" if distinct < len(x) - 1 else f"{len(x)} items"
+        lowered = f": {len(chosen)}, lowered to {k} ({why})" if k < len(chosen) else ""
         note = note or f"k chosen on {len(choose_on)} passages{lowered}"
     else:
         centroids, scores, baseline, note = _fit(x, settings)

@@ -214,7 +214,7 @@ class Embedder:
         def batch_done(count: int) -> None:
             self.encoded += count
 
-        if _reports_batches(encoder):
+        if reports_batches(encoder):
             return encoder.encode(texts, self.batch_size, progress=batch_done)  # type: ignore[call-arg]
         vectors = encoder.encode(texts, self.batch_size)
         batch_done(len(texts))
@@ -343,7 +343,7 @@ class Embedder:
         self.after_commit()
 
 
-def _reports_batches(encoder: Encoder) -> bool:
+def reports_batches(encoder: Encoder) -> bool:
     """Whether `encoder.encode` takes a `progress` callback, called after each batch."""
     try:
         return "progress" in inspect.signature(encoder.encode).parameters

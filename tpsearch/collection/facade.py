@@ -27,7 +27,7 @@ from tpsearch.collection.schema import DB_NAME
 from tpsearch.collection.store import Store
 from tpsearch.collection.vector_cache import VectorCache
 from tpsearch.collection.vector_index import VectorPolicy
-from tpsearch.collection.vector_settings import changed_fields, from_stored
+from tpsearch.collection.vector_settings import changed_fields, from_stored, gives_vectors
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.engine.settings import EncoderSettings
 from tpsearch.errors import CollectionError, ModelLoadError
@@ -280,15 +280,45 @@ class Collection:
         return wanted
 
     def encoder(
-        self, settings: EncoderSettings, factory: EncoderFactory, phase: Phase | None = None
+        self,
+        settings: EncoderSettings,
+        factory: EncoderFactory,
+        phase: Phase | None = None,
+        matching: str | None = None,
     ) -> Encoder:
         """The encoder for `settings`, loaded once per collection object; `phase` hears of
-        slow steps of loading when the factory takes it."""
+        slow steps of loading when the factory takes it.
+
+        With `matching` (the stored vectors' fingerprint), an encoder kept from earlier (here,
+        or by a factory that shares its encoders and can `forget` them) that no longer makes
+        those vectors is loaded again: a local model's weights changed on disk and the
+        collection was re-embedded with them while this process kept the old ones.
+        """
         key = (factory, fingerprint_of(settings.to_dict()))
-        if self._encoder is None or self._encoder[0] != key:
-            loaded = factory(settings, phase=phase) if takes_phase(factory) else factory(settings)
-            self._encoder = (key, loaded)
+        cached = self._encoder is not None and self._encoder[0] == key
+        if cached and matching is not None and not gives_vectors(self._encoder[1], matching):  # type: ignore[index]
+            cached = False
+        if not cached:
+            self._encoder = (key, self._load(settings, factory, phase, matching))
+        assert self._encoder is not None
         return self._encoder[1]
+
+    def _load(
+        self,
+        settings: EncoderSettings,
+        factory: EncoderFactory,
+        phase: Phase | None,
+        matching: str | None,
+    ) -> Encoder:
+        def load() -> Encoder:
+            return factory(settings, phase=phase) if takes_phase(factory) else factory(settings)
+
+        loaded = load()
+        forget = getattr(factory, "forget", None)
+        if matching is not None and not gives_vectors(loaded, matching) and forget is not None:
+            forget()  # a shared encoder loaded before the weights changed: read them again
+            loaded = load()
+        return loaded
 
     # --- vectors -----------------------------------------------------------------------------
 

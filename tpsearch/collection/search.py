@@ -247,7 +247,7 @@ def _query_vector(
             return None, reason, None
         settings = col.wanted_settings(overrides, reembed=False)  # refuses vector-changing flags
     try:
-        encoder = col.encoder(settings, factory)
+        encoder = col.encoder(settings, factory, matching=fingerprint)
     except ModelLoadError as error:
         return None, f"the model cannot load ({first_line(error)})", None
     check_same_vectors(fingerprint, encoder)

@@ -55,12 +55,17 @@ def changed_fields(stored: EncoderSettings, wanted: EncoderSettings) -> list[str
     ]
 
 
+def gives_vectors(encoder: Encoder, fingerprint: str) -> bool:
+    """Whether `encoder` makes the vectors of that fingerprint (now or as an older tpsearch
+    named them)."""
+    return fingerprint in (encoder.fingerprint, *getattr(encoder, "former_fingerprints", ()))
+
+
 def check_same_vectors(stored_fingerprint: str | None, encoder: Encoder) -> None:
     """Refuse an encoder whose vectors would not match the ones stored (None: none stored).
     A fingerprint an older tpsearch gave the same encoder is accepted (a collection's next
     index run records the current one)."""
-    accepted = (encoder.fingerprint, *getattr(encoder, "former_fingerprints", ()))
-    if stored_fingerprint is not None and stored_fingerprint not in accepted:
+    if stored_fingerprint is not None and not gives_vectors(encoder, stored_fingerprint):
         raise CollectionError(
             f"the model now gives other vectors than this collection holds (fingerprint "
             f"{encoder.fingerprint}, collection {stored_fingerprint}): did the model files "

@@ -244,11 +244,16 @@ def _worker_options(ray_settings: RaySettings, resources: Mapping[str, float]) -
     if ray_settings.workers is not None:
         count = ray_settings.workers
     else:
-        count = max(1, int(cluster_gpus / gpus)) if gpus else 2
+        count = max(1, int(cluster_gpus / gpus)) if gpus else min(2, max(1, cluster_cpus))
     if gpus and gpus * count > cluster_gpus:
         raise ConfigError(
             f"{count} workers of {gpus:g} GPU need {gpus * count:g} GPUs; the Ray cluster has "
             f"{cluster_gpus}: lower --ray-workers"
+        )
+    if not gpus and count > cluster_cpus:  # Ray would wait for cores forever, saying nothing
+        raise ConfigError(
+            f"{count} CPU workers need a core each; the Ray cluster has {cluster_cpus}: "
+            "lower --ray-workers"
         )
     options: dict[str, Any] = {
         "max_restarts": ray_settings.max_restarts,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from tpsearch import __version__
 from tpsearch.collection import Collection, EncoderFactory, default_encoder_factory
+from tpsearch.collection.embedding import reports_batches
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.errors import WriterBusy
 
@@ -53,9 +54,26 @@ class _LockedEncoder:
     def settings(self) -> Mapping[str, object]:
         return self.inner.settings
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         with self.lock:
-            return self.inner.encode(texts, batch_size)
+            if progress is not None and reports_batches(self.inner):
+                return self.inner.encode(texts, batch_size, progress=progress)  # type: ignore[call-arg]
+            vectors = self.inner.encode(texts, batch_size)
+        if progress is not None:
+            progress(len(texts))
+        return vectors
+
+    def __getattr__(self, name: str) -> Any:
+        """The rest of what the encoder offers (former fingerprints an older collection was
+        made with, its resolved settings, last_stats), as the encoder itself gives it."""
+        if name in ("inner", "lock"):  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 class SharedEncoders:
@@ -72,6 +90,11 @@ class SharedEncoders:
             if key not in self.loaded:
                 self.loaded = {key: _LockedEncoder(self.factory(settings))}  # keep one model
             return self.loaded[key]
+
+    def forget(self) -> None:
+        """Load again on the next call (the weights on disk changed: `Collection.encoder`)."""
+        with self.lock:
+            self.loaded = {}
 
 
 def result_record(result: QueryResult) -> dict[str, Any]:
