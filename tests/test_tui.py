@@ -146,3 +146,25 @@ def test_the_editor_comes_from_visual_then_editor() -> None:
     assert editor_command({"EDITOR": "code --wait"}) == ["code", "--wait"]
     assert editor_command({"VISUAL": "nvim", "EDITOR": "vi"}) == ["nvim"]
     assert editor_command({"EDITOR": " "}) is None and editor_command(dict(os.environ)) != []
+
+
+def test_text_from_settings_and_files_is_shown_literally_not_as_markup(tmp_path: Path) -> None:
+    """A model name (stored with a shared collection) or a file name that looks like Textual
+    markup is shown as it is: neither styles the screen nor crashes it ("[/b]" closes a tag
+    that was never opened)."""
+    from tpsearch.engine.settings import EncoderSettings
+    from tpsearch.errors import ModelLoadError
+
+    col = collection(tmp_path)
+
+    def broken(settings: EncoderSettings) -> HashingEncoder:
+        raise ModelLoadError("cannot load [/b]weights[b] from [red]here")
+
+    app = SearchApp(col, text="pip install", encoder_factory=broken)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "[/b]weights[b] from [red]here" in shown(app, "#status"))
+        assert rows(app)  # the keyword results stay
+
+    drive(app, script)
+    col.close()

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -224,7 +226,7 @@ class SearchApp(App[None]):
         parts = [f"mode {self.mode}" + (f" (showing {shown})" if shown != self.mode else "")]
         parts += [count] if count else []
         parts += [note] if note else []
-        self.query_one("#status", Static).update(" · ".join(parts))
+        self.query_one("#status", Static).update(Text(" · ".join(parts)))  # literal, no markup
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         hit = self._current()
@@ -278,14 +280,14 @@ class SearchApp(App[None]):
         except SuspendNotSupported:  # no terminal to hand over (a test, a web console)
             subprocess.run(command, check=False, stdin=subprocess.DEVNULL)
         except OSError as error:
-            self.notify(f"cannot run {command[0]}: {error.strerror}", severity="error")
+            self.notify(escape(f"cannot run {command[0]}: {error.strerror}"), severity="error")
 
     def action_copy(self) -> None:
         hit = self._current()
         if hit is not None:
             where = f"{hit.path}:{hit.start_line}"
             self.copy_to_clipboard(where)
-            self.notify(f"copied {visible(where)}")
+            self.notify(escape(f"copied {visible(where)}"))  # a file name is not markup
 
     def action_similar(self) -> None:
         hit = self._current()
