@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,20 +107,49 @@ def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
         model=str(path), precision="4bit", device="cpu", model_cache=tmp_path / "cache"
     )
     first = TPEncoder(settings)
-    (copy,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]  # and the weights' hash
-    assert (copy / ".complete").is_file() and read_from == [str(path.resolve())]
+    cache = tmp_path / "cache"
+    (packed,) = [p for p in cache.iterdir() if "-4bit-" in p.name and "-dense-" not in p.name]
+    (dense,) = [p for p in cache.iterdir() if "-4bit-dense-" in p.name]
+    assert (packed / ".complete").is_file() and (dense / ".complete").is_file()
+    assert read_from == [str(path.resolve())]
 
+    # On the CPU the next load reads the dequantized copy: the same vectors, bit for bit.
     second = TPEncoder(settings)
-    assert read_from[1] == str(copy), "the second load reads the quantized copy"
+    assert read_from[1] == str(dense), "the second load reads the dense copy"
     texts = ["A man is playing a guitar.", "The stock market fell sharply."]
     assert second.backbone.precision == "4bit" and second.model_id == first.model_id
     assert (second.encode(texts) == first.encode(texts)).all()
     assert second.fingerprint == first.fingerprint
 
+    shutil.rmtree(dense)  # without it, the quantized copy is read (and the dense one written)
+    third = TPEncoder(settings)
+    assert read_from[2] == str(packed) and (dense / ".complete").is_file()
+    assert (third.encode(texts) == first.encode(texts)).all()
+
     (path / "config.json").touch()  # the model changed on disk: quantize it again
     TPEncoder(settings)
-    copies = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
-    assert read_from[2] == str(path.resolve()) and len(copies) == 2
+    copies = [p for p in cache.iterdir() if p.is_dir()]
+    assert read_from[3] == str(path.resolve()) and len(copies) == 4
+
+
+def test_a_dense_copy_loads_without_importing_bitsandbytes(tmp_path: Path) -> None:
+    """Importing bitsandbytes takes seconds (it imports torch's compiler): a query process
+    that reads the dense copy never pays it."""
+    path = save_tiny_model(tmp_path / "bf16", "qwen2", dtype="bfloat16")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tpsearch import EncoderSettings, TPEncoder\n"
+        f"s = EncoderSettings(model={str(path)!r}, precision='4bit', device='cpu', "
+        f"model_cache=Path({str(tmp_path / 'cache')!r}))\n"
+        "TPEncoder(s).encode(['a text'])\n"
+        "print('bitsandbytes' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    assert [run.stdout.strip() for run in runs] == ["True", "False"]
 
 
 def test_decoder_stacks_of_other_layouts_are_found_and_unknown_ones_refused(

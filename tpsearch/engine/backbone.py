@@ -162,25 +162,36 @@ def load_backbone(
     with quiet_libraries():
         found = resolve_model(model, model_cache, phase)
         source, local_only, model_id = found.path, found.local_only, found.model_id
-        precision = _usable_precision(precision, target)
-        tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         files = quantization.source_dir(source)
-        copy = None
-        if model_cache is not None and files is not None and precision in ("4bit", "8bit"):
-            copy = quantization.cache_folder(model_cache, files, precision)
-        if copy is not None and quantization.cached(copy):
-            base, dtype = _load_model(str(copy), True, precision, target, trust_remote_code)
+        dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
+        if model_cache is not None and files is not None and precision == "4bit":
+            dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
+            dense = dense if target == "cpu" else None
+        tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
+        packed = True
+        if dense is not None and quantization.cached(dense):
+            base, dtype = _load_model(str(dense), True, "bf16", target, trust_remote_code)
+            packed = False
         else:
-            base, dtype, precision = _load_or_fall_back(
-                source, local_only, precision, target, trust_remote_code
-            )
-            if copy is not None and precision in ("4bit", "8bit"):
-                quantization.save(base, copy)
+            precision = _usable_precision(precision, target)
+            copy = None
+            if model_cache is not None and files is not None and precision in ("4bit", "8bit"):
+                copy = quantization.cache_folder(model_cache, files, precision)
+            if copy is not None and quantization.cached(copy):
+                base, dtype = _load_model(str(copy), True, precision, target, trust_remote_code)
+            else:
+                base, dtype, precision = _load_or_fall_back(
+                    source, local_only, precision, target, trust_remote_code
+                )
+                if copy is not None and precision in ("4bit", "8bit"):
+                    quantization.save(base, copy)
+            if dense is not None and precision == "4bit":
+                quantization.save_dense(base, dense)
     base.eval()
     base.requires_grad_(False)
-    if precision in ("4bit", "8bit"):
+    if packed and precision in ("4bit", "8bit"):
         quantization.release_checkpoint_map(base)
-    if precision == "4bit" and target == "cpu":
+    if packed and precision == "4bit" and target == "cpu":
         quantization.prefer_dequantize_matmul(base)
     hub_snapshot = files is not None and not Path(source).is_dir()
     revision = files.name if hub_snapshot and files else getattr(base.config, "_commit_hash", None)
