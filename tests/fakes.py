@@ -71,3 +71,17 @@ class AnisotropicEncoder(HashingEncoder):
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return l2_normalise(super().encode(texts, batch_size) + self._common)
+
+
+class VaryingAnisotropicEncoder(AnisotropicEncoder):
+    """The shared direction with a weight that varies from text to text (as on real models,
+    where it tracks length and position): raw and centred cosines then rank differently."""
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        base = HashingEncoder.encode(self, texts, batch_size)
+        weights = np.array(
+            [1.5 + 3.0 * hashlib.md5(text.encode()).digest()[0] / 255 for text in texts],
+            dtype=np.float32,
+        )
+        direction = self._common / np.linalg.norm(self._common)
+        return l2_normalise(base + weights[:, None] * direction)

@@ -280,3 +280,22 @@ def test_the_fastapi_judged_queries_name_pages_that_exist() -> None:
     assert missing == []
     assert len({q.text for q in judged.queries}) == len(judged)
     assert (FASTAPI_DOCS / "LICENSE-fastapi-docs.txt").is_file()
+
+
+def test_two_queries_may_name_the_same_page_in_other_words(tmp_path: Path) -> None:
+    """One judged file written `docs/guide.md` in one query and `guide.md` in another: both
+    queries find it first (the second spelling used to win for every query)."""
+    from tpsearch.collection import Collection
+    from tpsearch.collection.retrieval_eval import evaluate_retrieval
+
+    docs = write_corpus(tmp_path)
+    judged = tmp_path / "judged.tsv"
+    judged.write_text(
+        "firewall port troubleshooting\tdocs/guide.md\nfirewall port troubleshooting\tguide.md\n",
+        encoding="utf-8",
+    )
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(HashingEncoder()))
+        report = evaluate_retrieval(col, read_judged(judged), ["lexical"])
+    assert [q.scores.mrr_10 for q in report.modes[0].queries] == [1.0, 1.0]
+    assert report.missing == ()

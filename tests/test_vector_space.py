@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.corpus import using
-from tests.fakes import AnisotropicEncoder, HashingEncoder
+from tests.fakes import AnisotropicEncoder, HashingEncoder, VaryingAnisotropicEncoder
 from tpsearch.analysis import DedupeSettings
 from tpsearch.analysis.space import VectorSpace, fit_space
 from tpsearch.collection import Collection
@@ -160,3 +160,85 @@ def test_files_are_clustered_with_k_chosen_on_a_bounded_share_of_each_files_pass
     assert passages > 24 + 64  # the changelog alone has many passages
     assert report.note == f"k chosen on {24 + PASSAGES_PER_FILE} passages"
     assert report.k >= len(TOPICS)  # each subject is a topic, the changelog not the only split
+
+
+def test_similar_passages_are_scored_and_found_in_the_centred_space(tmp_path: Path) -> None:
+    """`similar` (MCP tool, the search screen's Ctrl-S) reads scores as queries do: a note on
+    the same subject first, unrelated notes near 0, not at the raw 0.9 every pair shares."""
+    docs = tmp_path / "docs"
+    write_docs(docs, 24)
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(AnisotropicEncoder()))
+        by_file = col.similar(path="docs/note003.md", k=23)
+        chunk = by_file.hits[0].chunk_id
+        by_chunk = col.similar(chunk_id=chunk, k=5)
+    same_subject = {f"docs/note{n:03d}.md" for n in (11, 19)}  # 3 + 8, 3 + 16
+    assert {h.path for h in by_file.hits[:2]} == same_subject
+    assert max(h.score for h in by_file.hits if h.path not in same_subject) < 0.5
+    assert by_chunk.hits and all(h.chunk_id != chunk for h in by_chunk.hits)
+    assert by_chunk.hits[0].path in same_subject | {"docs/note003.md"}
+
+
+def test_semantic_results_are_the_exact_centred_nearest_passages(tmp_path: Path) -> None:
+    """FAISS holds raw vectors; the candidates it gives must still hold the centred top k
+    (from raw candidates alone, a third of it was missed on vectors like these)."""
+    rng = np.random.default_rng(1)
+    vocabulary = [f"w{i}" for i in range(2000)]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(1500):
+        words = rng.choice(vocabulary, int(rng.integers(3, 40)), replace=False)
+        (docs / f"d{n:04d}.txt").write_text(" ".join(words) + "\n", encoding="utf-8")
+    encoder = VaryingAnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        ids, vectors = col.store.all_vectors(col.store.get_meta("dim"))
+        space = stored_space(col.store)
+        assert space is not None
+        centred = space.apply(vectors)
+        for _ in range(30):
+            text = " ".join(rng.choice(vocabulary, int(rng.integers(2, 6)), replace=False))
+            found = col.query(text, k=10, mode="semantic", encoder_factory=using(encoder))
+            exact = centred @ space.apply(encoder.encode([text]))[0]
+            best = {int(ids[i]) for i in np.argsort(-exact)[:10]}
+            assert {hit.chunk_id for hit in found.hits} == best, text
+
+
+def test_a_large_collection_is_not_refitted_by_runs_that_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mean of a large collection is taken over a sample; runs compare the collection's
+    size with its size at the fit, not with the sample's (which made every run refit)."""
+    import tpsearch.collection.vector_space as vector_space
+
+    monkeypatch.setattr(vector_space, "FIT_SAMPLE", 20)
+    docs = tmp_path / "docs"
+    write_docs(docs, 40)
+    encoder = AnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        first = col.store.get_meta(SPACE_KEY)
+        assert first["fitted_on"] == 20 and first["vectors_at_fit"] == 40
+        for _ in range(2):
+            col.index(encoder_factory=using(encoder))
+            assert col.store.get_meta(SPACE_KEY) == first
+
+
+def test_a_collection_of_a_few_passages_is_scored_raw(tmp_path: Path) -> None:
+    """Centred on the mean of two vectors, two near-copies point in opposite directions
+    (cosine -1), and a single chunk is its own mean: below a few vectors, no centring."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = "billing invoices payments refunds taxes and the yearly report"
+    (docs / "a.md").write_text(f"# Notes\n\n{text}\n", encoding="utf-8")
+    (docs / "b.md").write_text(f"# Notes\n\n{text}, again\n", encoding="utf-8")
+    encoder = AnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        assert col.store.get_meta(SPACE_KEY) is None and col.status().space is None
+        found = col.query("billing refunds", mode="semantic", encoder_factory=using(encoder))
+        report = col.dedupe("file", DedupeSettings(method="semantic"))
+    assert [h.score > 0.3 for h in found.hits] == [True, True]
+    assert [sorted(m.item.path for m in g.members) for g in report.groups] == [
+        ["docs/a.md", "docs/b.md"]
+    ]

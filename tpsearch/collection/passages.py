@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tpsearch.collection.documents import Document, read_bytes, read_document
-from tpsearch.collection.search import Mode, QueryResult, fts_expression, make_hits, query_terms
+from tpsearch.collection.search import (
+    Mode,
+    QueryResult,
+    fts_expression,
+    make_hits,
+    nearest,
+    query_terms,
+)
 
 if TYPE_CHECKING:
     from tpsearch.collection.facade import Collection
@@ -68,7 +75,7 @@ def similar(col: Collection, chunk_id: int, k: int = 10) -> QueryResult:
         label = f"like {row.path}:{row.start_line}"
         if has_vector:
             vector = store.vectors_for(np.array([chunk_id], dtype=np.int64), dim)[0]
-            ranked = col.vectors.search(vector, k + 1, dim)
+            ranked = nearest(col, vector, k, leave_out=[chunk_id])
             notices: list[str] = []
             used: Mode = "semantic"
         else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from tpsearch.collection.documents import Unreadable, read_document
 from tpsearch.collection.passages import similar
-from tpsearch.collection.search import QueryResult, make_hits
+from tpsearch.collection.search import QueryResult, make_hits, nearest
 from tpsearch.errors import CollectionError, ConfigError
 
 if TYPE_CHECKING:
@@ -116,8 +116,6 @@ def run_similar(
             raise CollectionError(f"{rel} has no vector yet: run `tpsearch index` to embed it")
         mean = vectors.mean(axis=0)
         query = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-        mine = set(own.tolist())
-        found = col.vectors.search(query, k + len(own), dim)
-        ranked = [(i, s) for i, s in found if i not in mine][:k]
+        ranked = nearest(col, query, k, leave_out=own.tolist())
         rows = store.chunk_rows([i for i, _ in ranked])
     return QueryResult(f"like {rel}", "semantic", "semantic", make_hits(ranked, rows, [], k), [])

@@ -196,7 +196,6 @@ def evaluate_retrieval(
     base = Path(os.path.abspath(root)) if root is not None else judged.root
     paths = list(dict.fromkeys(p for q in judged.queries for p in q.relevant))
     matched = match_paths(paths, base, col.root, list(col.store.file_ids()))
-    to_judged = {rel: path for path, rels in matched.items() for rel in rels}
     total, done = len(modes) * len(judged), 0
     outcomes: list[ModeOutcome] = []
     for mode in modes:
@@ -219,7 +218,7 @@ def evaluate_retrieval(
                 break
             notices.update(dict.fromkeys(result.notices))
             ranked = tuple(hit.path for hit in result.hits)
-            results.append(_outcome(query, ranked, to_judged))
+            results.append(_outcome(query, ranked, matched))
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -243,9 +242,11 @@ def evaluate_retrieval(
 
 
 def _outcome(
-    query: JudgedQuery, ranked: tuple[str, ...], to_judged: dict[str, str]
+    query: JudgedQuery, ranked: tuple[str, ...], matched: dict[str, frozenset[str]]
 ) -> QueryOutcome:
-    # A file no query judged keeps its own path as key, so that it still holds its place.
+    # Each ranked file is keyed by this query's spelling of it (two queries may name one file
+    # differently); a file it did not judge keeps its own path, so that it holds its place.
+    to_judged = {rel: path for path in query.relevant for rel in matched.get(path, ())}
     keys: list[Hashable] = [to_judged.get(rel, ("unjudged", rel)) for rel in ranked]
     relevant = set(query.relevant)
     places: dict[str, int | None] = {path: None for path in query.relevant}

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 SPACE_KEY = "space"
 REFIT_SHARE = 0.1  # refit after this share of the fitted vectors were added, or removed
 FIT_SAMPLE = 200_000  # vectors the mean is taken over, at most (a seeded sample beyond)
+# Below this many vectors there is no space: scores are raw cosines. The mean of a handful of
+# vectors is mostly those vectors (two near-copies centred on their own mean point in
+# opposite directions: cosine -1; a single chunk equals the mean).
+MIN_VECTORS = 8
 
 
 def stored_space(store: Store) -> VectorSpace | None:
@@ -42,7 +46,7 @@ def current_space(store: Store) -> VectorSpace | None:
     if space is not None:
         return space
     dim = store.get_meta("dim")
-    if not dim or not store.has_vectors():
+    if not dim or store.counts()["embedded"] < MIN_VECTORS:
         return None
     return fit_space(_sample_vectors(store, dim))
 
@@ -51,22 +55,29 @@ def refresh_space(store: Store, added: int) -> bool:
     """After an index run that added `added` vectors: refit and store the space when it is
     missing, of other vectors, or due (see the module docstring). Returns whether it did."""
     dim, fingerprint = store.get_meta("dim"), store.get_meta("fingerprint")
-    if not dim or not fingerprint or not store.has_vectors():
+    count = store.counts()["embedded"]
+    if not dim or not fingerprint or count < MIN_VECTORS:
         if store.get_meta(SPACE_KEY) is not None:
             store.set_meta(**{SPACE_KEY: None})
         return False
     data: dict[str, Any] = store.get_meta(SPACE_KEY) or {}
     space = stored_space(store)
-    count = store.counts()["embedded"]
     since = int(data.get("added_since_fit", 0)) + added
     if space is not None:
-        due = max(since, abs(count - space.fitted_on)) >= REFIT_SHARE * space.fitted_on
+        # The count at the fit, not the sample it was fitted on (capped at FIT_SAMPLE).
+        then = int(data.get("vectors_at_fit", space.fitted_on))
+        due = max(since, abs(count - then)) >= REFIT_SHARE * then
         if not due:
             if added:
                 store.set_meta(**{SPACE_KEY: {**data, "added_since_fit": since}})
             return False
     fitted = fit_space(_sample_vectors(store, dim))
-    record = {**fitted.to_dict(), "fingerprint": fingerprint, "added_since_fit": 0}
+    record = {
+        **fitted.to_dict(),
+        "fingerprint": fingerprint,
+        "added_since_fit": 0,
+        "vectors_at_fit": count,
+    }
     store.set_meta(**{SPACE_KEY: record})
     return True
 
