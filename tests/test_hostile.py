@@ -486,3 +486,46 @@ def test_one_huge_line_is_chunked_in_linear_time() -> None:
     data = text.encode()
     assert all(data[c.start_byte : c.end_byte].decode() == c.text for c in chunks[::97])
     assert max(c.tokens for c in chunks) <= settings.max_tokens
+
+
+def test_names_in_progress_lines_are_text_not_markup() -> None:
+    """A model or file name that looks like Rich markup (from a shared collection's settings,
+    or a GGUF's name) is printed as it is: '[link=...]' makes no link, '[/b]' no crash."""
+    import io
+
+    from rich.console import Console
+
+    from tpsearch.cli.render.progress import RichProgress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system="standard")
+    hostile = "loading [link=https://evil.example/]smollm2[/link] from models/[/b]"
+    with RichProgress(console) as progress:
+        progress.start("load", None)
+        progress.note("load", hostile)
+        progress.bars.refresh()
+    shown = out.getvalue()
+    assert "[link=https://evil.example/]smollm2[/link]" in shown
+    assert "\x1b]8;" not in shown  # no OSC 8 hyperlink
+
+
+def test_get_refuses_what_an_indexed_name_has_become_since(tmp_path: Path) -> None:
+    """After indexing, someone who can write in the tree swaps an indexed file for a link to
+    a hidden file (never indexed) or for a FIFO: the MCP `get` tool (Collection.read) refuses
+    the one and does not block on the other."""
+    write_corpus(tmp_path)
+    (tmp_path / ".env").write_text("SECRET_TOKEN=hunter2\n", encoding="utf-8")
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([tmp_path / "docs"], encoder_factory=using(HashingEncoder()))
+        assert col.read("docs/guide.md").total_lines > 0
+        guide = tmp_path / "docs" / "guide.md"
+        guide.unlink()
+        guide.symlink_to(tmp_path / ".env")
+        with pytest.raises(CollectionError, match="did not index"):
+            col.read("docs/guide.md")
+        guide.unlink()
+        os.mkfifo(guide)
+        started = time.monotonic()
+        with pytest.raises(CollectionError, match="cannot read"):
+            col.read("docs/guide.md")
+        assert time.monotonic() - started < 5

@@ -186,3 +186,81 @@ def test_weights_changed_in_place_then_reembedded_are_loaded_again_by_the_server
         assert answer["used"] == "hybrid" and answer["hits"]
     finally:
         service.close()
+
+
+def _listen(path: Path, reply: bytes) -> tuple[Any, Any]:
+    """A Unix socket at `path` that answers every client with `reply` (and records it)."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(path))
+    listener.listen(4)
+    heard: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                heard.append(connection.makefile("rb").readline())
+                connection.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, heard
+
+
+def test_a_socket_that_is_not_our_server_is_never_asked(tmp_path: Path) -> None:
+    """A shared `.tpsearch/` may hold a link to a socket someone else listens on, or a socket
+    that answers garbage: the query is not sent there, and nothing breaks."""
+    folder = tmp_path / ".tpsearch"
+    folder.mkdir()
+    elsewhere = tmp_path / "rogue.sock"
+    listener, heard = _listen(elsewhere, b'{"used": "lexical", "hits": []}\n')
+    try:
+        (folder / "serve.sock").symlink_to(elsewhere)
+        assert ask(folder, {"op": "query", "text": "my private words"}, timeout=5) is None
+        assert heard == []  # the link was not followed
+    finally:
+        listener.close()
+    (folder / "serve.sock").unlink()
+    listener, heard = _listen(folder / "serve.sock", b"HTTP/1.1 400 Bad Request\r\n")
+    try:
+        assert ask(folder, {"op": "ping"}, timeout=5) is None  # not JSON: no server
+    finally:
+        listener.close()
+
+
+def test_malformed_requests_get_an_error_and_the_server_goes_on(tmp_path: Path) -> None:
+    import socket
+
+    from tests.corpus import write_corpus
+    from tests.fakes import HashingEncoder
+    from tpsearch import __version__
+    from tpsearch.server.service import Service
+    from tpsearch.server.warm import _answer
+
+    root = tmp_path / "root"
+    write_corpus(root)
+    with Collection.locate(root, create=True) as col:
+        col.index([root], encoder_factory=lambda s: HashingEncoder())
+        folder = col.folder
+    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: HashingEncoder())
+    request = {"op": "query", "version": __version__, "overrides": {}}
+    lines = [
+        json.dumps({**request, "args": {"text": "install", "k": float("inf")}}).encode(),
+        b"[" * 100_000,
+    ]
+    try:
+        for line in lines:
+            ours, theirs = socket.socketpair()
+            with theirs:
+                theirs.sendall(line + b"\n")
+                assert _answer(service, ours) is False  # no crash, no stop
+                reply = theirs.makefile("rb").readline()
+            assert reply == b"" or b"malformed" in reply
+        assert _warm_query(service).get("hits")  # and it still answers
+    finally:
+        service.close()

@@ -125,4 +125,4 @@ def cluster_command(
     else:
         stdout.print(clusters_renderable(outcome.report, show))
     if plot is not None:
-        stderr.print(f"map written to {plot}")
+        stderr.print(f"map written to {plot}", markup=False)

@@ -314,8 +314,14 @@ def _loading_status() -> EncoderFactory:
     from tpsearch.collection import facade
 
     def load(settings: EncoderSettings) -> Encoder:
-        with stderr.status(f"loading model {settings.model}...") as status:
-            return facade.default_encoder_factory(settings, phase=status.update)
+        from rich.text import Text
+
+        # Text, not markup: a model name stored with a shared collection could style the
+        # terminal ("[link=...]") or break the line ("[/b]").
+        with stderr.status(Text(f"loading model {settings.model}...")) as status:
+            return facade.default_encoder_factory(
+                settings, phase=lambda step: status.update(Text(step))
+            )
 
     return load
 

@@ -216,7 +216,7 @@ def calibrate(
         stdout, result, as_json, saved_to=saved, model=encoder.model_id, pooling=settings.pooling
     )
     if plot is not None:
-        stderr.print(f"heat map written to {plot}", soft_wrap=True, highlight=False)
+        stderr.print(f"heat map written to {plot}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _not_both(name: str, one: object, many: object) -> None:

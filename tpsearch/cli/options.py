@@ -161,13 +161,17 @@ def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
 
 
 def load_encoder(settings: EncoderSettings) -> TPEncoder:
+    from rich.text import Text
+
     from tpsearch.engine.token_prepending import TPEncoder
 
-    with stderr.status(f"loading {settings.model} ({settings.precision})") as status:
+    with stderr.status(Text(f"loading {settings.model} ({settings.precision})")) as status:
 
         def phase(message: str) -> None:  # slow one-time steps, e.g. converting a GGUF
-            stderr.print(f"tpsearch: {message}", style="dim", highlight=False, soft_wrap=True)
-            status.update(message)
+            stderr.print(
+                f"tpsearch: {message}", style="dim", highlight=False, soft_wrap=True, markup=False
+            )
+            status.update(Text(message))
 
         return TPEncoder(settings, phase=phase)
 

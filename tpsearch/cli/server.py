@@ -84,9 +84,9 @@ def serve_command(
     if stop:
         answer = ask(folder, {"op": "stop"}, timeout=30)
         if answer is None:
-            stderr.print(f"tpsearch: no server runs for {folder}", style="yellow")
+            stderr.print(f"tpsearch: no server runs for {folder}", style="yellow", markup=False)
             raise typer.Exit(1)
-        stdout.print(f"stopped the server for {folder} (pid {answer['stopped']})")
+        stdout.print(f"stopped the server for {folder} (pid {answer['stopped']})", markup=False)
         return
     if idle <= 0:
         raise ConfigError(f"--idle must be more than 0 minutes, got {idle}")
@@ -99,7 +99,7 @@ def serve_command(
         return
     running = ask(folder, {"op": "ping"}, timeout=30)
     if running is not None:
-        stdout.print(f"a server already runs for {folder} (pid {running['pid']})")
+        stdout.print(f"a server already runs for {folder} (pid {running['pid']})", markup=False)
         return
     command = [sys.executable, "-m", "tpsearch", "serve", "--foreground", "--index", str(folder)]
     command += ["--idle", str(idle), *(["--device", device] if device else [])]

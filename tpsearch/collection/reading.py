@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tpsearch.collection.documents import Unreadable, read_document
+from tpsearch.collection.documents import Unreadable, read_bytes, read_document
 from tpsearch.collection.passages import similar
 from tpsearch.collection.search import QueryResult, make_hits, nearest
 from tpsearch.errors import CollectionError, ConfigError
 
 if TYPE_CHECKING:
     from tpsearch.collection.facade import Collection
+
+
+MAX_READ_BYTES = 32 << 20  # what `get` returns at most: indexed files are far smaller
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ def indexed_path(col: Collection, path: str) -> tuple[str, Path]:
     else:
         rel = PurePosixPath(os.path.normpath(path).replace("\\", "/")).as_posix()
     with col.store.snapshot():
-        indexed = rel in col.store.file_ids()
-    if not indexed:
+        files = col.store.file_ids()
+    if rel not in files:
         raise CollectionError(
             f"refused: {path} is not a file of this collection (run `tpsearch query` to find "
             "one, or `tpsearch index` to add it)"
@@ -64,6 +67,8 @@ def indexed_path(col: Collection, path: str) -> tuple[str, Path]:
     real = Path(os.path.realpath(root / rel))
     if not real.is_relative_to(root):
         raise CollectionError(f"refused: {path} leads outside the collection (a symlink)")
+    if real.relative_to(root).as_posix() not in files:  # a link made since, to a file not indexed
+        raise CollectionError(f"refused: {path} now leads to a file the collection did not index")
     return rel, real
 
 
@@ -74,10 +79,11 @@ def read_indexed(
     if (start_line is not None and start_line < 1) or (end_line is not None and end_line < 1):
         raise ConfigError("line numbers start at 1")
     rel, real = indexed_path(col, path)
-    try:
-        data = real.read_bytes()
-    except OSError as error:
-        raise CollectionError(f"cannot read {rel}: {error.strerror or error}") from None
+    data = read_bytes(real, MAX_READ_BYTES)  # no blocking open (a FIFO), regular files only
+    if isinstance(data, Unreadable):
+        raise CollectionError(f"cannot read {rel}: {data.detail}")
+    if len(data) > MAX_READ_BYTES:
+        raise CollectionError(f"refused: {rel} is now over {MAX_READ_BYTES >> 20} MB")
     doc = read_document(data)
     if isinstance(doc, Unreadable):
         raise CollectionError(f"cannot read {rel}: {doc.detail}")

@@ -121,6 +121,9 @@ def serve_socket(service: Service, idle: float) -> None:
         service.close()
 
 
+MAX_REQUEST_BYTES = 1 << 20  # a query is a line of JSON: a megabyte is plenty
+
+
 def _exit(*_: object) -> None:
     raise SystemExit(0)  # runs the clean-up: the socket goes
 
@@ -129,13 +132,16 @@ def _answer(service: Service, connection: socket.socket) -> bool:
     with connection:
         connection.settimeout(30)
         try:
-            line = connection.makefile("rb").readline()
+            line = connection.makefile("rb").readline(MAX_REQUEST_BYTES)
             request = json.loads(line)
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return False  # a client that went away or sent garbage: the next one counts
-        answer, stop = handle(service, request)
+        try:
+            answer, stop = handle(service, request)
+        except (ArithmeticError, TypeError, ValueError) as error:  # e.g. "k": Infinity
+            answer, stop = {"error": f"a malformed request: {error}", "exit_code": 2}, False
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps(answer).encode() + b"\n")
         return stop

@@ -36,7 +36,7 @@ def progress_bar(console: Console, description: str) -> Iterator[Any]:
     )
 
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # names from files
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -53,9 +53,13 @@ def render_catalog(console: Console, catalog: ModelCatalog, as_json: bool) -> No
     console.print()
     if not catalog.cached:
         where = f" ({catalog.cache})" if catalog.cache else ""
-        console.print(f"The model cache{where} is empty.", highlight=False, soft_wrap=True)
+        console.print(
+            f"The model cache{where} is empty.", highlight=False, soft_wrap=True, markup=False
+        )
         return
-    console.print(f"In the model cache ({catalog.cache}):", highlight=False, soft_wrap=True)
+    console.print(
+        f"In the model cache ({catalog.cache}):", highlight=False, soft_wrap=True, markup=False
+    )
     cache = Table(box=None)
     for column in ("kind", "model", "size", "detail", "folder"):
         cache.add_column(column, overflow="fold")

@@ -84,7 +84,7 @@ class RichProgress:
     def __init__(self, console: Console) -> None:
         self.bars = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # names from files
             BarColumn(),
             _Count(),
             _Rate(),
