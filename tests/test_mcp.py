@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -143,7 +144,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_http_refuses_a_foreign_origin(tiny_collection: Path) -> None:
+def test_http_needs_the_token_and_refuses_a_foreign_origin(tiny_collection: Path) -> None:
     import httpx
 
     port = _free_port()
@@ -153,15 +154,26 @@ def test_http_refuses_a_foreign_origin(tiny_collection: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}/mcp"
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    plain = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     try:
         for _ in range(200):
             try:
-                local = httpx.post(url, json=body, headers=headers, timeout=5)
+                anonymous = httpx.post(url, json=body, headers=plain, timeout=5)
                 break
             except httpx.ConnectError:
                 time.sleep(0.1)
-        assert local.status_code != 403  # our own origin is let through
+        # Any user or program of the machine reaches 127.0.0.1: without the token, nothing.
+        assert anonymous.status_code == 401
+        token_file = tiny_collection / "mcp-http.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text(encoding="utf-8").strip()
+        headers = {**plain, "Authorization": f"Bearer {token}"}
+        wrong = httpx.post(
+            url, json=body, headers={**plain, "Authorization": "Bearer guess"}, timeout=5
+        )
+        assert wrong.status_code == 401
+        local = httpx.post(url, json=body, headers=headers, timeout=5)
+        assert local.status_code not in (401, 403)  # our own origin, with the token
         foreign = httpx.post(
             url, json=body, headers={**headers, "Origin": "http://evil.example"}, timeout=5
         )

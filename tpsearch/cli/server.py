@@ -55,10 +55,20 @@ def mcp_command(
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {port}")
-    service = Service(_folder(index_dir), model_overrides({"device": device}), kind="mcp")
+    folder = _folder(index_dir)
+    token = None
     if http:
-        stderr.print(f"tpsearch: MCP over HTTP at http://127.0.0.1:{port}/mcp", style="dim")
-    serve_mcp(service, http=http, port=port)
+        from tpsearch.server.mcp import TOKEN_NAME, http_token
+
+        token = http_token(folder)
+        stderr.print(
+            f"tpsearch: MCP over HTTP at http://127.0.0.1:{port}/mcp; clients send the header "
+            f"`Authorization: Bearer TOKEN` with the token in {folder / TOKEN_NAME} (yours only)",
+            style="dim",
+            markup=False,
+        )
+    service = Service(folder, model_overrides({"device": device}), kind="mcp")
+    serve_mcp(service, http=http, port=port, token=token)
 
 
 @app.command("serve")

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hmac
+import os
+import secrets
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -129,6 +133,58 @@ def build_server(service: Service, host: str = "127.0.0.1", port: int = 8000) ->
     return server
 
 
-def serve_mcp(service: Service, http: bool = False, port: int = 8000) -> None:
-    """Serve until the client closes stdin (stdio) or the process is stopped (HTTP)."""
-    build_server(service, port=port).run("streamable-http" if http else "stdio")
+def serve_mcp(
+    service: Service, http: bool = False, port: int = 8000, token: str | None = None
+) -> None:
+    """Serve until the client closes stdin (stdio) or the process is stopped (HTTP). Over
+    HTTP every request must carry `Authorization: Bearer TOKEN`: 127.0.0.1 is reachable by
+    every user and program of the machine, and the tools read the collection's files."""
+    server = build_server(service, port=port)
+    if not http:
+        server.run("stdio")
+        return
+    import uvicorn
+
+    assert token, "HTTP needs a token"
+    app = BearerToken(server.streamable_http_app(), token)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+class BearerToken:
+    """ASGI middleware: HTTP requests without the right bearer token get 401."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b"tpsearch: send the token of .tpsearch/mcp-http.token as a bearer token\n"
+                headers = [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def http_token(folder: Path) -> str:
+    """The collection's MCP-over-HTTP token: made once, kept in `.tpsearch/mcp-http.token`
+    readable by its owner only, so that client configurations keep working."""
+    path = folder / TOKEN_NAME
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= 32 and (path.stat().st_mode & 0o077) == 0:
+            return token
+    except OSError:
+        pass
+    token = secrets.token_urlsafe(32)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    return token
+
+
+TOKEN_NAME = "mcp-http.token"
