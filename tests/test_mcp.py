@@ -164,7 +164,8 @@ def test_http_needs_the_token_and_refuses_a_foreign_origin(tiny_collection: Path
                 time.sleep(0.1)
         # Any user or program of the machine reaches 127.0.0.1: without the token, nothing.
         assert anonymous.status_code == 401
-        token_file = tiny_collection / "mcp-http.token"
+        (token_file,) = (Path(os.environ["TPSEARCH_HOME"]) / "mcp-tokens").iterdir()
+        assert not (tiny_collection / "mcp-http.token").exists()  # never in the collection
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text(encoding="utf-8").strip()
         headers = {**plain, "Authorization": f"Bearer {token}"}

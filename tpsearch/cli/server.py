@@ -58,12 +58,14 @@ def mcp_command(
     folder = _folder(index_dir)
     token = None
     if http:
-        from tpsearch.server.mcp import TOKEN_NAME, http_token
+        from tpsearch.cli.options import config_dir
+        from tpsearch.server.mcp import http_token, token_path
 
-        token = http_token(folder)
+        where = token_path(config_dir(), folder)
+        token = http_token(where)
         stderr.print(
             f"tpsearch: MCP over HTTP at http://127.0.0.1:{port}/mcp; clients send the header "
-            f"`Authorization: Bearer TOKEN` with the token in {folder / TOKEN_NAME} (yours only)",
+            f"`Authorization: Bearer TOKEN` with the token in {where} (yours only)",
             style="dim",
             markup=False,
         )

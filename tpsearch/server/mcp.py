@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import hmac
 import os
 import secrets
@@ -161,7 +162,7 @@ class BearerToken:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                body = b"tpsearch: send the token of .tpsearch/mcp-http.token as a bearer token\n"
+                body = b"tpsearch: send the token `tpsearch mcp --http` names (bearer)\n"
                 headers = [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]
                 await send({"type": "http.response.start", "status": 401, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
@@ -169,22 +170,27 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def http_token(folder: Path) -> str:
-    """The collection's MCP-over-HTTP token: made once, kept in `.tpsearch/mcp-http.token`
-    readable by its owner only, so that client configurations keep working."""
-    path = folder / TOKEN_NAME
+def token_path(home: Path, folder: Path) -> Path:
+    """Where the MCP-over-HTTP token of the collection `folder` is kept: in the user's own
+    tpsearch folder, never in the collection (a copied `.tpsearch/` would bring its token)."""
+    name = hashlib.sha256(os.fsencode(os.path.realpath(folder))).hexdigest()[:16]
+    return home / "mcp-tokens" / f"{name}.token"
+
+
+def http_token(path: Path) -> str:
+    """The token kept at `path` (made once, readable by its owner only, so that client
+    configurations keep working across restarts)."""
     try:
         token = path.read_text(encoding="utf-8").strip()
-        if len(token) >= 32 and (path.stat().st_mode & 0o077) == 0:
+        info = path.stat()
+        if len(token) >= 32 and (info.st_mode & 0o077) == 0 and info.st_uid == os.getuid():
             return token
     except OSError:
         pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     path.unlink(missing_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(token + "\n")
     return token
-
-
-TOKEN_NAME = "mcp-http.token"
