@@ -177,6 +177,8 @@ def test_similar_passages_are_scored_and_found_in_the_centred_space(tmp_path: Pa
     assert max(h.score for h in by_file.hits if h.path not in same_subject) < 0.5
     assert by_chunk.hits and all(h.chunk_id != chunk for h in by_chunk.hits)
     assert by_chunk.hits[0].path in same_subject | {"docs/note003.md"}
+    assert by_file.hits[0].title.startswith("Note ")  # titles as query hits have them
+    assert by_chunk.hits[0].title.startswith("Note ")
 
 
 def test_semantic_results_are_the_exact_centred_nearest_passages(tmp_path: Path) -> None:

@@ -84,5 +84,6 @@ def similar(col: Collection, chunk_id: int, k: int = 10) -> QueryResult:
             used = "lexical"
         ranked = [(i, score) for i, score in ranked if i != chunk_id]
         rows = store.chunk_rows([i for i, _ in ranked])
-    hits = make_hits(ranked, rows, terms, k)
+        heads = store.file_heads(list({row.path for row in rows.values()}))
+    hits = make_hits(ranked, rows, terms, k, heads=heads)
     return QueryResult(label, "semantic", used, hits, notices)

@@ -124,4 +124,6 @@ def run_similar(
         query = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
         ranked = nearest(col, query, k, leave_out=own.tolist())
         rows = store.chunk_rows([i for i, _ in ranked])
-    return QueryResult(f"like {rel}", "semantic", "semantic", make_hits(ranked, rows, [], k), [])
+        heads = store.file_heads(list({row.path for row in rows.values()}))
+    hits = make_hits(ranked, rows, [], k, heads=heads)
+    return QueryResult(f"like {rel}", "semantic", "semantic", hits, [])
