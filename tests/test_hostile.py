@@ -529,3 +529,16 @@ def test_get_refuses_what_an_indexed_name_has_become_since(tmp_path: Path) -> No
         with pytest.raises(CollectionError, match="cannot read"):
             col.read("docs/guide.md")
         assert time.monotonic() - started < 5
+
+
+def test_a_file_name_with_escapes_is_shown_whole_in_the_dedupe_table(
+    hashed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made visible before the table is laid out: `␛` takes a column like any character, and
+    the name's last letters are not cut."""
+    monkeypatch.setenv("COLUMNS", "100")
+    text = "# Notes\n\nthe same words in both files, a copy of the other\n"
+    write_corpus(hashed, {"docs/dup.md": text, "docs/dup\x1b[31m1[b].md": text})
+    assert run("index", "docs").exit_code == 0
+    shown = run("dedupe")
+    assert shown.exit_code == 0 and "docs/dup\u241b[31m1[b].md" in shown.stdout, shown.stdout

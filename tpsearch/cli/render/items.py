@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tpsearch.analysis.items import TextItem
+from tpsearch.collection.visible import visible
 
 ShowPath = Callable[[str], str]  # a stored path -> the path to print
 
@@ -15,10 +16,13 @@ def as_stored(path: str) -> str:
 
 
 def location(item: TextItem, show: ShowPath) -> str:
-    """`path` for a whole file, `path:start-end` for a chunk, the path as shown."""
+    """`path` for a whole file, `path:start-end` for a chunk, the path as shown on a terminal:
+    control characters made visible before a table measures it (the console would make them
+    visible too, but after the layout had counted them as zero wide and cut the cell)."""
+    shown = visible(show(item.path))
     if item.end_line is None:
-        return show(item.path)
-    return f"{show(item.path)}:{item.start_line}-{item.end_line}"
+        return shown
+    return f"{shown}:{item.start_line}-{item.end_line}"
 
 
 def item_dict(item: TextItem, show: ShowPath) -> dict[str, Any]:
