@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,3 +274,63 @@ def test_without_a_model_batches_keep_keyword_search_current(tmp_path: Path) -> 
     line = states[-1].line()
     assert states[-1].phase == "stopped" and "keywords only, the model cannot load" in line
     assert "chunks without a vector" in line
+
+
+def test_the_watch_survives_and_follows_what_changes_under_it(tmp_path: Path) -> None:
+    """Found in review, each once lost or wrong: a file name that is not UTF-8 stopped the
+    watch; a new rule in .gitignore left the files it ignores searchable; a link leading out of
+    the source was followed (index skips it); a folder deleted and made again went unwatched."""
+    write_corpus(tmp_path)
+    folder = tmp_path / ".tpsearch"
+    docs = tmp_path / "docs"
+    (tmp_path / "private").mkdir()
+    (docs / "ext").symlink_to(tmp_path / "private")
+    states: list[Any] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with Collection.open(folder, write=True) as col:
+            Watcher(
+                col,
+                [docs],
+                on_state=states.append,
+                stop=stop,
+                encoder_factory=using(HashingEncoder()),
+                step_ms=50,
+            ).run()
+
+    def searchable(word: str, path: str) -> None:
+        seconds_until(lambda: found(folder, word) == [path], timeout=20)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        seconds_until(lambda: bool(states) and states[-1].phase == "watching")
+        with open(os.fsencode(docs) + b"/caf\xe9.txt", "w") as latin:  # not UTF-8
+            latin.write("caf\xe9\n")
+        (docs / "after.md").write_text("# After\n\nthe narwhal\n", encoding="utf-8")
+        searchable("narwhal", "docs/after.md")
+
+        (docs / "secret").mkdir()
+        (docs / "secret" / "s.md").write_text("# S\n\nthe zebrafish\n", encoding="utf-8")
+        searchable("zebrafish", "docs/secret/s.md")
+        (docs / ".gitignore").write_text("secret/\n", encoding="utf-8")
+        seconds_until(lambda: found(folder, "zebrafish") == [], timeout=20)
+
+        (tmp_path / "private" / "p.md").write_text("# P\n\nthe quokka\n", encoding="utf-8")
+        (docs / "marker.md").write_text("# M\n\nthe dugong\n", encoding="utf-8")
+        searchable("dugong", "docs/marker.md")
+        time.sleep(0.5)
+        assert found(folder, "quokka") == []  # behind a link out of the source, as index does
+
+        (docs / "ext").unlink()
+        docs.rename(tmp_path / "docs.bak")
+        docs.mkdir()
+        (docs / "new.md").write_text("# New\n\nthe okapi\n", encoding="utf-8")
+        searchable("okapi", "docs/new.md")
+        assert found(folder, "narwhal") == []  # the old folder's files left with it
+
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and states[-1].phase == "stopped"

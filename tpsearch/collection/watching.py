@@ -14,15 +14,16 @@ The collection object (and with it the loaded model) lives as long as the watch.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tpsearch.collection.sources import VCS_DIRS, ScanSettings, iter_sources
+from tpsearch.collection.sources import IGNORE_FILES, VCS_DIRS, ScanSettings, iter_sources
 from tpsearch.collection.walk import unreachable
-from tpsearch.errors import ModelLoadError
+from tpsearch.errors import ModelLoadError, TpsearchError, first_line
 
 if TYPE_CHECKING:
     from tpsearch.collection.facade import Collection, EncoderFactory
@@ -34,6 +35,16 @@ Phase = Literal["indexing", "watching", "waiting", "stopped"]
 DEBOUNCE_MS = 1000  # the longest a burst is gathered before its batch starts
 STEP_MS = 100  # a quiet spell this long ends a burst (a single save: indexed ~0.1 s later)
 TICK_MS = 200  # with no change, the watch wakes this often (to start, to notice `stop`)
+RESTART_PAUSE_S = 0.5  # between one watch and the next, when one must start again
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a watched folder: a folder deleted and made again is another one."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 @dataclass(frozen=True)
@@ -109,44 +120,68 @@ class Watcher:
     def run(self) -> None:
         """Start watching, catch up (one ordinary index run: what changed while nobody
         watched), then index every batch of changes; returns when `stop` is set, after the
-        batch in progress is committed."""
-        from watchfiles import DefaultFilter, watch
+        batch in progress is committed.
 
+        The watch starts again, with a catch-up run, when what it watches changes under it:
+        the remembered sources change (`tpsearch index PATH` or `--forget` from another
+        process), a watched folder is deleted and made again (`rm -rf docs && build`), or
+        the watcher itself fails (a file name that is not UTF-8 stops watchfiles)."""
         from tpsearch.collection.indexing import check_arguments
 
         given = check_arguments(self.paths, self.batch_size)
         if given is None and self.col.store.get_meta("sources") is None:
             self._index(None)  # a new collection: its first run decides what it holds
         watched = given if given is not None else self.sources()
-        targets = sorted({str(s if s.is_dir() else s.parent) for s in watched if s.exists()})
-        if not targets:
-            self._index(self.paths)  # says why there is nothing to watch
-            self._tell("stopped")
-            return
+        paths = self.paths
+        while not self.stop.is_set():
+            targets = sorted({s if s.is_dir() else s.parent for s in watched if s.exists()})
+            if not targets:
+                self._index(paths)  # says why there is nothing to watch
+                break
+            again = self._watch(targets, paths)
+            if not again:
+                break
+            paths, watched = None, self.sources()  # from now on: what the collection remembers
+            self.stop.wait(RESTART_PAUSE_S)
+        self._tell("stopped")
+
+    def _watch(self, targets: list[Path], paths: list[Path] | None) -> bool:
+        """Watch `targets` until `stop` (False) or until the watch must start again (True)."""
+        from watchfiles import DefaultFilter, watch
+
         own = DefaultFilter(ignore_dirs=sorted(VCS_DIRS), ignore_paths=[self.col.folder])
         caught_up = False
-        for changes in watch(
-            *targets,
-            watch_filter=own,
-            debounce=self.debounce_ms,
-            step=self.step_ms,
-            stop_event=self.stop,
-            rust_timeout=TICK_MS,
-            yield_on_timeout=True,  # the first tick says the watch has started
-            raise_interrupt=True,
-        ):
-            if not caught_up:  # changes from now on are seen: none can slip between
-                self._index(self.paths)  # remembers `paths`, as `tpsearch index PATH` does
-                sources, caught_up = self.sources(), True
-                self._tell("watching")
-            folders = self.folders_to_scan(sources, [Path(path) for _, path in changes])
-            if folders:
-                self.batches += 1
-                self._index(folders)
-                self._tell("watching")
-            if self.stop.is_set():
-                break
-        self._tell("stopped")
+        marks = {target: _identity(target) for target in targets}
+        sources: list[Path] = []
+        try:
+            for changes in watch(
+                *map(str, targets),
+                watch_filter=own,
+                debounce=self.debounce_ms,
+                step=self.step_ms,
+                stop_event=self.stop,
+                rust_timeout=TICK_MS,
+                yield_on_timeout=True,  # the first tick says the watch has started
+                raise_interrupt=True,
+            ):
+                if not caught_up:  # changes from now on are seen: none can slip between
+                    self._index(paths)  # remembers `paths`, as `tpsearch index PATH` does
+                    sources, caught_up = self.sources(), True
+                    self._tell("watching")
+                folders = self.folders_to_scan(sources, [Path(path) for _, path in changes])
+                if folders:
+                    self.batches += 1
+                    self._index(folders)
+                    self._tell("watching")
+                if self.stop.is_set():
+                    return False
+                moved = any(_identity(target) != mark for target, mark in marks.items())
+                if moved or set(self.sources()) != set(sources):  # (runs may reorder them)
+                    return True
+        except (OSError, RuntimeError) as error:  # watchfiles' own errors are RuntimeErrors
+            self.detail = f"the watch restarted ({first_line(error)})"
+            return not self.stop.is_set()
+        return False
 
     def sources(self) -> list[Path]:
         """The remembered files and folders (absolute): what the watch watches."""
@@ -155,18 +190,30 @@ class Watcher:
     def folders_to_scan(self, sources: list[Path], changed: list[Path]) -> list[Path]:
         """The folders a batch walks for `changed` paths: each one's nearest existing folder
         inside its source (a remembered file: the file itself), none for a path the walk
-        would never reach (hidden, ignored, excluded, inside the collection's own folder)."""
+        would never reach (hidden, ignored, excluded, inside the collection's own folder, or
+        reached through a link that leads out of its source, which `index` skips too). A
+        changed ignore file rescans its folder, so that what it now ignores leaves."""
         settings = ScanSettings.from_dict(self.col.store.get_meta("scan", {}))
         root = self.col.root
+        own = Path(os.path.realpath(self.col.folder))
+        real_sources = [(s, Path(os.path.realpath(s))) for s in sources]
         scan: set[Path] = set()
-        for path in changed:
-            if path.is_relative_to(self.col.folder):
+        for changed_path in changed:
+            real = Path(os.path.realpath(changed_path))
+            if real.is_relative_to(own) or changed_path.is_relative_to(self.col.folder):
                 continue
-            source = next((s for s in sources if path == s or path.is_relative_to(s)), None)
-            if source is None or not source.exists():
-                continue  # outside what is indexed; or a missing source (index tells why)
+            found = next(
+                ((s, r) for s, r in real_sources if real == r or real.is_relative_to(r)), None
+            )
+            if found is None or not found[0].exists():
+                continue  # outside what is indexed (a link out); or a missing source
+            source, real_source = found
+            path = source / real.relative_to(real_source) if real != real_source else source
             if not source.is_dir():
                 scan.add(source)
+                continue
+            if path.name in IGNORE_FILES and not unreachable(source, root, settings, path.parent):
+                scan.add(path.parent)  # its rules changed: walk its folder again
                 continue
             if unreachable(source, root, settings, path):
                 continue
@@ -194,6 +241,9 @@ class Watcher:
         except ModelLoadError as error:  # the scan is committed: keyword search is current
             summary = error.partial if isinstance(error.partial, IndexSummary) else None
             self.detail = f"keywords only, the model cannot load ({error})"
+        except TpsearchError as error:  # a full disk, a locked database: the next batch retries
+            summary = None
+            self.detail = f"the last batch failed: {first_line(error)}"
         self.last = summary
 
     def _encoder_factory(self, settings: EncoderSettings) -> Encoder:
