@@ -279,7 +279,8 @@ def test_without_a_model_batches_keep_keyword_search_current(tmp_path: Path) -> 
 def test_the_watch_survives_and_follows_what_changes_under_it(tmp_path: Path) -> None:
     """Found in review, each once lost or wrong: a file name that is not UTF-8 stopped the
     watch; a new rule in .gitignore left the files it ignores searchable; a link leading out of
-    the source was followed (index skips it); a folder deleted and made again went unwatched."""
+    the source was followed (index skips it); a folder deleted and made again went unwatched;
+    a source added by `tpsearch index` in another process was not watched."""
     write_corpus(tmp_path)
     folder = tmp_path / ".tpsearch"
     docs = tmp_path / "docs"
@@ -329,6 +330,13 @@ def test_the_watch_survives_and_follows_what_changes_under_it(tmp_path: Path) ->
         (docs / "new.md").write_text("# New\n\nthe okapi\n", encoding="utf-8")
         searchable("okapi", "docs/new.md")
         assert found(folder, "narwhal") == []  # the old folder's files left with it
+
+        (tmp_path / "notes").mkdir()
+        (tmp_path / "notes" / "a.md").write_text("# A\n\nthe axolotl\n", encoding="utf-8")
+        assert cli(tmp_path, "index", "notes").returncode == 0  # another process adds a source
+        time.sleep(1.0)
+        (tmp_path / "notes" / "b.md").write_text("# B\n\nthe capybara\n", encoding="utf-8")
+        searchable("capybara", "notes/b.md")
 
     finally:
         stop.set()

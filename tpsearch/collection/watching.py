@@ -38,6 +38,11 @@ TICK_MS = 200  # with no change, the watch wakes this often (to start, to notice
 RESTART_PAUSE_S = 0.5  # between one watch and the next, when one must start again
 
 
+def _targets(sources: list[Path]) -> list[Path]:
+    """The folders to watch for these sources (a remembered file: its folder)."""
+    return sorted({s if s.is_dir() else s.parent for s in sources if s.exists()})
+
+
 def _identity(folder: Path) -> tuple[int, int] | None:
     """(device, inode) of a watched folder: a folder deleted and made again is another one."""
     try:
@@ -134,7 +139,7 @@ class Watcher:
         watched = given if given is not None else self.sources()
         paths = self.paths
         while not self.stop.is_set():
-            targets = sorted({s if s.is_dir() else s.parent for s in watched if s.exists()})
+            targets = _targets(watched)
             if not targets:
                 self._index(paths)  # says why there is nothing to watch
                 break
@@ -167,6 +172,8 @@ class Watcher:
                 if not caught_up:  # changes from now on are seen: none can slip between
                     self._index(paths)  # remembers `paths`, as `tpsearch index PATH` does
                     sources, caught_up = self.sources(), True
+                    if _targets(sources) != targets:  # changed before the watch began
+                        return True
                     self._tell("watching")
                 folders = self.folders_to_scan(sources, [Path(path) for _, path in changes])
                 if folders:
