@@ -215,7 +215,8 @@ def test_a_storm_of_500_files_then_kill_9_then_a_restart(tmp_path: Path) -> None
         with Collection.open(folder) as col:
             seconds_until(lambda: col.query("w000", mode="lexical").hits == [])
             seconds_until(lambda: len(col.query("extra", mode="lexical").hits) == 1)
-        assert watch.stop(signal.SIGINT) == 0
+        assert watch.stop(signal.SIGTERM) == 0  # a service manager's stop: as Ctrl-C
+        assert any("stopped" in line for line in watch.everything_said())
     finally:
         watch.stop(signal.SIGKILL)
     with Collection.open(folder) as col:

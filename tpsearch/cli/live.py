@@ -49,8 +49,10 @@ def watch_command(
     def first_ctrl_c(signum: int, frame: FrameType | None) -> None:
         stop.set()  # the batch in progress is finished and committed, then the watch ends
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one interrupts
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     previous = signal.signal(signal.SIGINT, first_ctrl_c)
+    previous_term = signal.signal(signal.SIGTERM, first_ctrl_c)  # a service manager's stop
     overrides = model_overrides({"model": model, "device": device})
     try:
         with (
@@ -69,6 +71,7 @@ def watch_command(
             watcher.run()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 @app.command("tui")
