@@ -131,10 +131,29 @@ def layer_params(backbone: object, depth: int) -> int:
     return total
 
 
-def tokens_run(encoder: object, texts: list[str]) -> int:
+def tokens_run(encoder: object, texts: list[str], depth: int = EXIT) -> int:
     """Tokens that go through the layers (the cached template head does not)."""
-    inputs = encoder._batch(encoder.prompt_rows(texts), depth=EXIT)  # type: ignore[attr-defined]
+    inputs = encoder._batch(encoder.prompt_rows(texts), depth=depth)  # type: ignore[attr-defined]
     return int(inputs.attention_mask.sum())
+
+
+def timed_rounds(
+    encoders: dict[str, Any], texts: list[str], repeats: int
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Rounds of (matmul peak, one batch per encoder), after a warm-up: a neighbour on a
+    shared machine slows whatever runs meanwhile, so each figure is the best of runs spread
+    over the whole window. (peaks in FLOP/s, seconds per encoder)"""
+    for encoder in encoders.values():
+        encoder.encode(texts, batch_size=BATCH)  # warm-up (and the template-head cache)
+    peaks: list[float] = []
+    runs: dict[str, list[float]] = {name: [] for name in encoders}
+    for _ in range(repeats):
+        peaks.append(matmul_peak())
+        for name, encoder in encoders.items():
+            start = time.perf_counter()
+            encoder.encode(texts, batch_size=BATCH)
+            runs[name].append(time.perf_counter() - start)
+    return peaks, runs
 
 
 def research_path(
@@ -251,18 +270,7 @@ def main() -> None:
         f" tokens with template and <PST>); TP layers [{TP_START}, {TP_END}), exit {EXIT}/24"
     )
 
-    # Rounds of (matmul peak, bf16 batch, 4-bit batch): a neighbour on a shared machine slows
-    # whatever runs meanwhile, so each figure is the best of runs spread over the whole window.
-    for encoder in encoders.values():
-        encoder.encode(texts, batch_size=BATCH)  # warm-up
-    peaks: list[float] = []
-    runs: dict[str, list[float]] = {name: [] for name in encoders}
-    for _ in range(args.repeats):
-        peaks.append(matmul_peak())
-        for name, encoder in encoders.items():
-            start = time.perf_counter()
-            encoder.encode(texts, batch_size=BATCH)
-            runs[name].append(time.perf_counter() - start)
+    peaks, runs = timed_rounds(encoders, texts, args.repeats)
     peak = max(peaks)
     results["matmul_peak_gflops"] = peak / 1e9
     print(

@@ -17,14 +17,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_encoder import BATCH, TEXT_TOKENS, layer_params, matmul_peak, texts_of  # noqa: E402
+from bench_encoder import (  # noqa: E402
+    BATCH,
+    TEXT_TOKENS,
+    layer_params,
+    texts_of,
+    timed_rounds,
+    tokens_run,
+)
 
 
 def main() -> None:
@@ -54,21 +60,11 @@ def main() -> None:
                 encoders["TP [1, 2)"] = encoders["default"].variant(tp=True, tp_start=1, tp_end=2)
             first = encoders["default"]
             texts = texts_of(first.backbone.tokenizer, BATCH, TEXT_TOKENS)
-            for encoder in encoders.values():
-                encoder.encode(texts, batch_size=BATCH)  # warm-up (and the head cache)
-            peaks: list[float] = []
-            runs: dict[str, list[float]] = {name: [] for name in encoders}
-            for _ in range(args.repeats):
-                peaks.append(matmul_peak())
-                for name, encoder in encoders.items():
-                    start = time.perf_counter()
-                    encoder.encode(texts, batch_size=BATCH)
-                    runs[name].append(time.perf_counter() - start)
+            peaks, runs = timed_rounds(encoders, texts, args.repeats)
             peak = max(peaks)
             for name, encoder in encoders.items():
                 depth = encoder.tp.exit_layer
-                inputs = encoder._batch(encoder.prompt_rows(texts), depth=depth)
-                tokens = int(inputs.attention_mask.sum())
+                tokens = tokens_run(encoder, texts, depth)
                 seconds = min(runs[name])
                 flops = 2 * layer_params(encoder.backbone, depth) * tokens
                 print(
