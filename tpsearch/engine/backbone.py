@@ -164,9 +164,8 @@ def load_backbone(
         source, local_only, model_id = found.path, found.local_only, found.model_id
         files = quantization.source_dir(source)
         dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
-        if model_cache is not None and files is not None and precision == "4bit":
+        if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
             dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
-            dense = dense if target == "cpu" else None
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         packed = True
         if dense is not None and quantization.cached(dense):

@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +50,33 @@ def cached(folder: Path) -> bool:
 
 def save(model: Any, folder: Path) -> None:
     """Write the quantized model to `folder` atomically; on failure warn and go on without."""
+    _publish(
+        folder,
+        model.save_pretrained,
+        "a quantized copy",
+        "; the model will be quantized again next time",
+    )
+
+
+def _publish(folder: Path, write: Callable[[Path], None], what: str, then: str = "") -> bool:
+    """Fill `folder` with `write` atomically: into a temporary folder beside it, marked
+    complete, then renamed into place. On failure warn (naming `what`) and return False."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
-        model.save_pretrained(temporary)
+        write(temporary)
         (temporary / COMPLETE).write_text("", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)  # a crashed write of the same key
         temporary.rename(folder)
     except (OSError, ValueError, NotImplementedError) as error:
         shutil.rmtree(temporary, ignore_errors=True)
         warnings.warn(
-            f"could not keep a quantized copy in {folder.parent} ({error}); the model will be "
-            "quantized again next time",
+            f"could not keep {what} in {folder.parent} ({error}){then}",
             TpsearchWarning,
-            stacklevel=3,
+            stacklevel=4,  # whoever loaded the model (save -> load_backbone -> caller)
         )
+        return False
+    return True
 
 
 # A dense copy is kept for models up to this many bytes in bf16 (about 1B parameters);
@@ -107,21 +120,12 @@ def save_dense(model: Any, folder: Path) -> bool:
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     config["dtype"] = "bfloat16"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
+
+    def write(temporary: Path) -> None:
         save_file(state, str(temporary / "model.safetensors"), metadata={"format": "pt"})
         (temporary / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-        (temporary / COMPLETE).write_text("", encoding="utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        temporary.rename(folder)
-    except (OSError, ValueError) as error:
-        shutil.rmtree(temporary, ignore_errors=True)
-        warnings.warn(
-            f"could not keep a dense copy in {folder.parent} ({error})", TpsearchWarning, 3
-        )
-        return False
-    return True
+
+    return _publish(folder, write, "a dense copy")
 
 
 def source_dir(source: str) -> Path | None:
