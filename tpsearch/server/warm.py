@@ -66,7 +66,7 @@ def handle(service: Service, request: dict[str, Any]) -> tuple[dict[str, Any], b
             overrides=service.overrides,
             encoder_factory=service.encoders,
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:  # "k": Infinity
         return {"error": f"a malformed request: {error}", "exit_code": 2}, False
     except TpsearchError as error:
         return {"error": str(error), "exit_code": error.exit_code}, False
@@ -138,10 +138,7 @@ def _answer(service: Service, connection: socket.socket) -> bool:
                 raise ValueError("not a JSON object")
         except (OSError, ValueError, RecursionError):
             return False  # a client that went away or sent garbage: the next one counts
-        try:
-            answer, stop = handle(service, request)
-        except (ArithmeticError, TypeError, ValueError) as error:  # e.g. "k": Infinity
-            answer, stop = {"error": f"a malformed request: {error}", "exit_code": 2}, False
+        answer, stop = handle(service, request)
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps(answer).encode() + b"\n")
         return stop
