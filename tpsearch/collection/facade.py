@@ -295,13 +295,11 @@ class Collection:
         collection was re-embedded with them while this process kept the old ones.
         """
         key = (factory, fingerprint_of(settings.to_dict()))
-        cached = self._encoder is not None and self._encoder[0] == key
-        if cached and matching is not None and not gives_vectors(self._encoder[1], matching):  # type: ignore[index]
-            cached = False
-        if not cached:
-            self._encoder = (key, self._load(settings, factory, phase, matching))
-        assert self._encoder is not None
-        return self._encoder[1]
+        kept = self._encoder[1] if self._encoder is not None and self._encoder[0] == key else None
+        if kept is None or (matching is not None and not gives_vectors(kept, matching)):
+            kept = self._load(settings, factory, phase, matching)
+            self._encoder = (key, kept)
+        return kept
 
     def _load(
         self,
