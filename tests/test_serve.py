@@ -103,6 +103,19 @@ def test_the_server_stops_when_idle(tmp_path: Path) -> None:
     assert not (tmp_path / ".tpsearch" / "serve.sock").exists()
 
 
+def _served(root: Path, indexed_by: Callable[[], Any], served_by: Callable[[], Any]) -> Any:
+    """A corpus under `root` indexed with one encoder, and a warm `Service` (as `tpsearch
+    serve` runs) whose encoder factory makes another."""
+    from tests.corpus import write_corpus
+    from tpsearch.server.service import Service
+
+    write_corpus(root)
+    with Collection.locate(root, create=True) as col:
+        col.index([root], encoder_factory=lambda s: indexed_by())
+        folder = col.folder
+    return Service(folder, {}, kind="serve", encoder_factory=lambda s: served_by())
+
+
 def _warm_query(service: Any, mode: str = "hybrid") -> dict[str, Any]:
     from tpsearch import __version__
     from tpsearch.server.warm import handle
@@ -117,10 +130,8 @@ def test_the_server_takes_a_collection_an_older_version_fingerprinted_differentl
 ) -> None:
     """An older tpsearch named a local model's vectors without the weights' hash; the encoder
     still lists that name (`former_fingerprints`), and the server must pass it on."""
-    from tests.corpus import write_corpus
     from tests.fakes import HashingEncoder
     from tpsearch.engine.encoder import fingerprint_of
-    from tpsearch.server.service import Service
 
     class Old(HashingEncoder):
         @property
@@ -137,11 +148,7 @@ def test_the_server_takes_a_collection_an_older_version_fingerprinted_differentl
             return (fingerprint_of({**super().settings, "revision": None}),)
 
     root = tmp_path / "root"
-    write_corpus(root)
-    with Collection.locate(root, create=True) as col:
-        col.index([root], encoder_factory=lambda s: Old())
-        folder = col.folder
-    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: New())
+    service = _served(root, Old, New)
     try:
         answer = _warm_query(service, "semantic")
         assert answer.get("error") is None and answer["used"] == "semantic" and answer["hits"]
@@ -154,9 +161,7 @@ def test_the_server_takes_a_collection_an_older_version_fingerprinted_differentl
 def test_weights_changed_in_place_then_reembedded_are_loaded_again_by_the_server(
     tmp_path: Path,
 ) -> None:
-    from tests.corpus import write_corpus
     from tests.fakes import HashingEncoder
-    from tpsearch.server.service import Service
 
     weights = tmp_path / "weights"
     weights.write_text("v1", encoding="utf-8")
@@ -170,12 +175,8 @@ def test_weights_changed_in_place_then_reembedded_are_loaded_again_by_the_server
         def settings(self) -> dict[str, object]:
             return {**super().settings, "revision": self.revision}
 
-    root = tmp_path / "root"
-    write_corpus(root)
-    with Collection.locate(root, create=True) as col:
-        col.index([root], encoder_factory=lambda s: Local())
-        folder = col.folder
-    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: Local())
+    service = _served(tmp_path / "root", Local, Local)
+    folder = service.folder
     try:
         assert _warm_query(service).get("error") is None
         weights.write_text("v2", encoding="utf-8")  # replaced in place, then re-embedded
@@ -236,18 +237,11 @@ def test_a_socket_that_is_not_our_server_is_never_asked(tmp_path: Path) -> None:
 def test_malformed_requests_get_an_error_and_the_server_goes_on(tmp_path: Path) -> None:
     import socket
 
-    from tests.corpus import write_corpus
     from tests.fakes import HashingEncoder
     from tpsearch import __version__
-    from tpsearch.server.service import Service
     from tpsearch.server.warm import _answer
 
-    root = tmp_path / "root"
-    write_corpus(root)
-    with Collection.locate(root, create=True) as col:
-        col.index([root], encoder_factory=lambda s: HashingEncoder())
-        folder = col.folder
-    service = Service(folder, {}, kind="serve", encoder_factory=lambda s: HashingEncoder())
+    service = _served(tmp_path / "root", HashingEncoder, HashingEncoder)
     request = {"op": "query", "version": __version__, "overrides": {}}
     lines = [
         json.dumps({**request, "args": {"text": "install", "k": float("inf")}}).encode(),
