@@ -19,9 +19,9 @@ from tpsearch.collection.search import (
     Mode,
     QueryResult,
     fts_expression,
-    make_hits,
     nearest,
     query_terms,
+    stored_hits,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +83,5 @@ def similar(col: Collection, chunk_id: int, k: int = 10) -> QueryResult:
             notices = ["no vector for this passage: similar by its words (BM25)"]
             used = "lexical"
         ranked = [(i, score) for i, score in ranked if i != chunk_id]
-        rows = store.chunk_rows([i for i, _ in ranked])
-        heads = store.file_heads(list({row.path for row in rows.values()}))
-    hits = make_hits(ranked, rows, terms, k, heads=heads)
+        hits = stored_hits(store, ranked, terms, k)
     return QueryResult(label, "semantic", used, hits, notices)

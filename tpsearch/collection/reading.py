@@ -17,7 +17,7 @@ import numpy as np
 
 from tpsearch.collection.documents import Unreadable, read_bytes, read_document
 from tpsearch.collection.passages import similar
-from tpsearch.collection.search import QueryResult, make_hits, nearest
+from tpsearch.collection.search import QueryResult, nearest, stored_hits
 from tpsearch.errors import CollectionError, ConfigError
 
 if TYPE_CHECKING:
@@ -123,7 +123,5 @@ def run_similar(
         mean = vectors.mean(axis=0)
         query = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
         ranked = nearest(col, query, k, leave_out=own.tolist())
-        rows = store.chunk_rows([i for i, _ in ranked])
-        heads = store.file_heads(list({row.path for row in rows.values()}))
-    hits = make_hits(ranked, rows, [], k, heads=heads)
+        hits = stored_hits(store, ranked, [], k)
     return QueryResult(f"like {rel}", "semantic", "semantic", hits, [])

@@ -153,6 +153,16 @@ def run_query(
     return QueryResult(text, cast(Mode, mode), used, hits, notices)
 
 
+def stored_hits(
+    store: Store, ranked: Sequence[tuple[int, float]], terms: Sequence[str], k: int
+) -> list[Hit]:
+    """`make_hits` for ranked chunk ids read from `store` (rows and titles); call inside the
+    snapshot that ranked them."""
+    rows = store.chunk_rows([i for i, _ in ranked])
+    heads = store.file_heads(list({row.path for row in rows.values()}))
+    return make_hits(ranked, rows, terms, k, heads=heads)
+
+
 def make_hits(
     ranked: Sequence[tuple[int, float]],
     rows: Mapping[int, ChunkRow],
