@@ -20,7 +20,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -56,20 +55,23 @@ def encode_groups(
     groups: Sequence[list[str]],
     batch_size: int,
     stop: threading.Event,
-    encode: Callable[[list[str]], np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, int, float]]:
-    """(position, vectors, truncated, seconds) for each group of texts, as each is ready.
+    """(position, vectors, truncated, seconds) for each group of texts, as each is ready;
+    `progress` hears how many texts were encoded (per batch when the encoder says, else per
+    group).
 
     An encoder with its own `encode_groups` (a pool of workers, as `tpsearch.distributed`'s)
     encodes them side by side, in any order (seconds: wall time since the previous group);
-    any other encodes them one by one, with `encode` if given. Either stops between groups
-    once `stop` is set.
+    any other encodes them one by one. Either stops between groups once `stop` is set.
     """
     pooled = getattr(encoder, "encode_groups", None)
     if pooled is not None:
         started = time.perf_counter()
         for position, vectors, truncated in pooled(groups, batch_size, stop):
             now = time.perf_counter()
+            if progress is not None:
+                progress(len(groups[position]))
             yield position, vectors, truncated, now - started
             started = now
         return
@@ -77,9 +79,25 @@ def encode_groups(
         if stop.is_set():
             return
         started = time.perf_counter()
-        vectors = encode(texts) if encode else encoder.encode(texts, batch_size)
+        vectors = encode_counted(encoder, texts, batch_size, progress)
         stats = getattr(encoder, "last_stats", None)  # the TP encoder's, optional
         yield position, vectors, getattr(stats, "truncated", 0), time.perf_counter() - started
+
+
+def encode_counted(
+    encoder: Encoder,
+    texts: Sequence[str],
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> np.ndarray:
+    """`encoder.encode`, with `progress` told of each batch when the encoder takes such a
+    callback, else of all the texts once it is done."""
+    if progress is not None and reports_batches(encoder):
+        return encoder.encode(texts, batch_size, progress=progress)  # type: ignore[call-arg]
+    vectors = encoder.encode(texts, batch_size)
+    if progress is not None:
+        progress(len(texts))
+    return vectors
 
 
 def by_length(rows: Sequence[tuple[int, str, str]], size: int) -> list[list[tuple[int, str, str]]]:
@@ -192,13 +210,10 @@ class Embedder:
                     continue  # read again: the scan went on while the model loaded
                 groups = by_length(rows, self.group)
                 texts = [[embedding_text(heading, text) for _, heading, text in g] for g in groups]
-                pooled = hasattr(encoder, "encode_groups")
                 for position, vectors, truncated, seconds in encode_groups(
-                    encoder, texts, self.batch_size, self.stop, partial(self._encode, encoder)
+                    encoder, texts, self.batch_size, self.stop, self._count
                 ):
                     ids = [row[0] for row in groups[position]]
-                    if pooled:  # a pool reports whole groups
-                        self.encoded += len(ids)
                     self._put("vectors", (ids, vectors, truncated, seconds))
                 if self.stop.is_set():
                     break
@@ -208,17 +223,9 @@ class Embedder:
         finally:
             reader.close()
 
-    def _encode(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
-        """One group; the count of encoded texts goes up per batch when the encoder says."""
-
-        def batch_done(count: int) -> None:
-            self.encoded += count
-
-        if reports_batches(encoder):
-            return encoder.encode(texts, self.batch_size, progress=batch_done)  # type: ignore[call-arg]
-        vectors = encoder.encode(texts, self.batch_size)
-        batch_done(len(texts))
-        return vectors
+    def _count(self, encoded: int) -> None:
+        """Texts encoded so far (the worker thread counts, the progress line reads)."""
+        self.encoded += encoded
 
     def _put(self, kind: str, payload: Any) -> None:
         while True:  # a bounded queue: the worker waits while the committer is behind

@@ -22,7 +22,7 @@ import numpy as np
 
 from tpsearch import __version__
 from tpsearch.collection import Collection, EncoderFactory, default_encoder_factory
-from tpsearch.collection.embedding import reports_batches
+from tpsearch.collection.embedding import encode_counted
 from tpsearch.engine.encoder import Encoder, fingerprint_of
 from tpsearch.errors import WriterBusy
 
@@ -61,12 +61,7 @@ class _LockedEncoder:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         with self.lock:
-            if progress is not None and reports_batches(self.inner):
-                return self.inner.encode(texts, batch_size, progress=progress)  # type: ignore[call-arg]
-            vectors = self.inner.encode(texts, batch_size)
-        if progress is not None:
-            progress(len(texts))
-        return vectors
+            return encode_counted(self.inner, texts, batch_size, progress)
 
     def __getattr__(self, name: str) -> Any:
         """The rest of what the encoder offers (former fingerprints an older collection was
