@@ -254,8 +254,14 @@ def query_command(
     if text is None:
         raise ConfigError("give a query: `tpsearch query WORDS`, or `tpsearch query -i`")
     overrides = model_overrides({"device": device})
-    args = {"text": text, "k": k, "mode": mode, "path": path, "min_score": min_score}
-    args |= {"context": context}
+    args = {
+        "text": text,
+        "k": k,
+        "mode": mode,
+        "path": path,
+        "min_score": min_score,
+        "context": context,
+    }
     answered = (
         None if no_server else from_server(cwd, index_dir, {**args, "files": files}, overrides)
     )
