@@ -113,9 +113,11 @@ def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
     assert (packed / ".complete").is_file() and (dense / ".complete").is_file()
     assert read_from == [str(path.resolve())]
 
-    # On the CPU the next load reads the dequantized copy: the same vectors, bit for bit.
+    # On the CPU the next load reads the dequantized copy (with torch alone, engine/lite.py):
+    # the same vectors, bit for bit.
     second = TPEncoder(settings)
-    assert read_from[1] == str(dense), "the second load reads the dense copy"
+    assert read_from == [str(path.resolve())], "the second load reads the dense copy"
+    assert type(second.backbone.model).__name__ == "DecoderStack"
     texts = ["A man is playing a guitar.", "The stock market fell sharply."]
     assert second.backbone.precision == "4bit" and second.model_id == first.model_id
     assert (second.encode(texts) == first.encode(texts)).all()
@@ -123,13 +125,13 @@ def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
 
     shutil.rmtree(dense)  # without it, the quantized copy is read (and the dense one written)
     third = TPEncoder(settings)
-    assert read_from[2] == str(packed) and (dense / ".complete").is_file()
+    assert read_from[1] == str(packed) and (dense / ".complete").is_file()
     assert (third.encode(texts) == first.encode(texts)).all()
 
     (path / "config.json").touch()  # the model changed on disk: quantize it again
     TPEncoder(settings)
     copies = [p for p in cache.iterdir() if p.is_dir()]
-    assert read_from[3] == str(path.resolve()) and len(copies) == 4
+    assert read_from[2] == str(path.resolve()) and len(copies) == 4
 
 
 def test_a_dense_copy_loads_without_importing_bitsandbytes(tmp_path: Path) -> None:

@@ -8,16 +8,15 @@ model). Every way this can fail ends in one `ModelLoadError` that says how to fi
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import pickle
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from tpsearch.engine.quiet import quiet_libraries
 from tpsearch.engine.settings import Precision
 from tpsearch.engine.sources import how_to_fix, resolve_model
 from tpsearch.errors import ConfigError, ModelLoadError, TpsearchWarning, first_line
@@ -32,37 +31,12 @@ class PrecisionFallbackWarning(TpsearchWarning):
     """bitsandbytes cannot run on this device, so the model was loaded in bf16 instead."""
 
 
-# Loggers whose routine chatter (load reports, progress bars, optional-kernel notices, a
-# per-call dtype cast notice in 8-bit) would bury tpsearch's own output.
-_NOISY_LOGGERS = ("transformers", "bitsandbytes", "accelerate", "huggingface_hub")
-
-
-@contextlib.contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """Raise the noisy libraries' log level to ERROR for the duration, then restore it."""
-    from transformers.utils import logging as hf_logging
-
-    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    bars = hf_logging.is_progress_bar_enabled()
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 @dataclass
 class Backbone:
     """A loaded decoder stack and its tokenizer, with the parts Token Prepending needs."""
 
-    model: PreTrainedModel  # the base model (no LM head)
-    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel  # the base model (no LM head); or lite_stack.DecoderStack
+    tokenizer: PreTrainedTokenizerBase  # or lite.LiteTokenizer (the calls tpsearch makes)
     model_id: str  # hub id, absolute path of a local directory or GGUF file, or packaged name
     revision: str | None  # hub commit of the weights, or a GGUF's origin and SHA-256, when known
     precision: Precision  # what was actually loaded (after any fallback)
@@ -156,20 +130,34 @@ def load_backbone(
     """
     import torch
 
-    from tpsearch.engine import quantization
+    from tpsearch.engine import lite, quantization
 
     target = resolve_device(device)
-    with quiet_libraries():
+    with quiet_libraries(importing=False):
         found = resolve_model(model, model_cache, phase)
-        source, local_only, model_id = found.path, found.local_only, found.model_id
-        files = quantization.source_dir(source)
-        dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
-        if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
-            dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
+    source, local_only, model_id = found.path, found.local_only, found.model_id
+    files = quantization.source_dir(source)
+    dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
+    if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
+        dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
+    if dense is not None and quantization.cached(dense) and lite.ready(dense):
+        base, tokenizer = lite.load(dense, target)  # without importing transformers
+        revision = _revision(found.revision, source, files, base)
+        return Backbone(
+            cast("PreTrainedModel", base),  # the same calls work on it (tests/test_lite.py)
+            cast("PreTrainedTokenizerBase", tokenizer),
+            model_id,
+            revision,
+            "4bit",
+            torch.device(target),
+            torch.bfloat16,
+        )
+    with quiet_libraries():
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         packed = True
         if dense is not None and quantization.cached(dense):
             base, dtype = _load_model(str(dense), True, "bf16", target, trust_remote_code)
+            lite.save_tokenizer(tokenizer, dense)  # the next process loads without transformers
             packed = False
         else:
             precision = _usable_precision(precision, target)
@@ -184,18 +172,24 @@ def load_backbone(
                 )
                 if copy is not None and precision in ("4bit", "8bit"):
                     quantization.save(base, copy)
-            if dense is not None and precision == "4bit":
-                quantization.save_dense(base, dense)
+            if dense is not None and precision == "4bit" and quantization.save_dense(base, dense):
+                lite.save_tokenizer(tokenizer, dense)
     base.eval()
     base.requires_grad_(False)
     if packed and precision in ("4bit", "8bit"):
         quantization.release_checkpoint_map(base)
     if packed and precision == "4bit" and target == "cpu":
         quantization.prefer_dequantize_matmul(base)
-    hub_snapshot = files is not None and not Path(source).is_dir()
-    revision = files.name if hub_snapshot and files else getattr(base.config, "_commit_hash", None)
-    revision = found.revision or revision
+    revision = _revision(found.revision, source, files, base)
     return Backbone(base, tokenizer, model_id, revision, precision, torch.device(target), dtype)
+
+
+def _revision(known: str | None, source: str, files: Path | None, base: Any) -> str | None:
+    """What the fingerprint records of the weights: a GGUF's origin or a packaged model's
+    version when known, else the hub snapshot's commit, else the config's commit hash."""
+    hub_snapshot = files is not None and not Path(source).is_dir()
+    found = files.name if hub_snapshot and files else getattr(base.config, "_commit_hash", None)
+    return known or found
 
 
 def _load_or_fall_back(

@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tpsearch.engine.backbone import quiet_libraries
+from tpsearch.engine.quiet import quiet_libraries
 
 if TYPE_CHECKING:
     from tpsearch.engine.backbone import Backbone
@@ -34,14 +34,13 @@ class HeadCache:
     @classmethod
     def build(cls, backbone: Backbone, ids: tuple[int, ...], depth: int) -> HeadCache:
         import torch
-        from transformers import DynamicCache
 
         def stop(*_: Any) -> None:
             raise ExitReached
 
-        cache = DynamicCache(config=backbone.model.config)
+        cache = _new_cache(backbone.model)
         handle = backbone.layers[depth - 1].register_forward_hook(stop)
-        with torch.inference_mode(), quiet_libraries():
+        with torch.inference_mode(), quiet_libraries(importing=False):
             tokens = torch.tensor([ids], device=backbone.device)  # (1, P)
             try:
                 backbone.model(
@@ -65,3 +64,12 @@ class HeadCache:
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(batch_size)
         return cache
+
+
+def _new_cache(model: Any) -> Any:
+    """An empty KV cache of the kind `model` takes: the lite stack's own, else transformers'."""
+    if hasattr(model, "new_cache"):
+        return model.new_cache()
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)

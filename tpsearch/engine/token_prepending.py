@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tpsearch.engine.backbone import Backbone, load_backbone, load_tokenizer, quiet_libraries
+from tpsearch.engine.backbone import Backbone, load_backbone, load_tokenizer
 from tpsearch.engine.calibration import CalibrationStore
 from tpsearch.engine.encoder import fingerprint_of
 from tpsearch.engine.head_cache import ExitReached, HeadCache
 from tpsearch.engine.placeholder import placeholder_vector
 from tpsearch.engine.prompt_inputs import ModelInputs, PromptBuilder, PromptRow, PromptView
+from tpsearch.engine.quiet import quiet_libraries
 from tpsearch.engine.settings import EncoderSettings, PaddingSide, TPSettings, resolve_tp_settings
 from tpsearch.engine.sources import WEIGHTS_REVISION
 from tpsearch.errors import ConfigError, TruncationWarning
@@ -204,7 +205,7 @@ class TPEncoder:
         out = {layer: np.zeros((len(texts), self.dim), dtype=np.float32) for layer in exits}
         # Longest first: similar lengths share a batch (little padding), and memory peaks early.
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
-        with quiet_libraries():
+        with quiet_libraries(importing=False):
             for start in range(0, len(order), batch_size):
                 chosen = order[start : start + batch_size]
                 inputs = self._batch([rows[i] for i in chosen], depth=max(exits))

@@ -1,0 +1,178 @@
+"""The lite decoder stack (engine/lite.py): the same vectors as transformers, without it.
+
+A cold `tpsearch query` spends most of its time importing transformers; the lite stack loads
+the kept dense copy of a model with torch alone. It is only worth having if it changes
+nothing a user can see: these tests compare it with transformers bit for bit on real tiny
+checkpoints, and check that what it cannot run still loads through transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tinymodels import build_tokenizer, save_tiny_model
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "The stock market fell sharply after the announcement of new tariffs on steel.",
+    "x",
+    "",
+    "<|eos|> in a document is text, not a control token; é ü 漢字 🎸",
+    "Path parameters with types " * 12,
+]
+
+
+def _pair(folder: Path):  # type: ignore[no-untyped-def]
+    """(transformers backbone, lite backbone) of one bf16 checkpoint folder."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from tpsearch.engine import lite
+    from tpsearch.engine.backbone import Backbone, load_backbone
+
+    full = load_backbone(str(folder), precision="bf16", device="cpu")
+    lite.save_tokenizer(AutoTokenizer.from_pretrained(folder), folder)
+    assert lite.ready(folder)
+    model, tokenizer = lite.load(folder, "cpu")
+    light = Backbone(model, tokenizer, full.model_id, None, "bf16", torch.device("cpu"), full.dtype)
+    return full, light
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_the_lite_stack_gives_transformers_vectors_bit_for_bit(tmp_path: Path, family: str) -> None:
+    from tpsearch import TPEncoder
+    from tpsearch.engine.settings import EncoderSettings
+
+    folder = save_tiny_model(tmp_path / family, family, dtype="bfloat16")
+    full, light = _pair(folder)
+    cases = [
+        dict(tp=False),  # the packaged models' default: plain prompt
+        dict(tp=True, tp_start=1, tp_end=3, exit_layer=-2),
+        dict(tp=True, tp_start=0, tp_end=2, exit_layer=4, prefix_cache="on"),  # head KV cache
+        dict(tp=False, pooling="mean", prefix_cache="off"),
+    ]
+    for case in cases:
+        settings = EncoderSettings(model=str(folder), precision="bf16", **case)  # type: ignore[arg-type]
+        expected = TPEncoder(settings, _backbone=full)
+        got = TPEncoder(settings, _backbone=light)
+        # batches of 4 mix lengths (padding); one text alone is the query path (no mask)
+        assert np.array_equal(
+            got.encode(TEXTS, batch_size=4), expected.encode(TEXTS, batch_size=4)
+        ), case
+        assert np.array_equal(got.encode(TEXTS[:1]), expected.encode(TEXTS[:1])), case
+        layers = got.encode_all_layers(TEXTS[:3])
+        assert all(
+            np.array_equal(layers[k], v) for k, v in expected.encode_all_layers(TEXTS[:3]).items()
+        )
+
+
+@pytest.mark.parametrize("with_bos, with_eos", [(False, False), (True, False), (True, True)])
+def test_the_lite_tokenizer_splits_offsets_and_marks_as_transformers_does(
+    tmp_path: Path, with_bos: bool, with_eos: bool
+) -> None:
+    from tpsearch.engine import lite
+
+    hf = build_tokenizer(with_bos=with_bos, with_eos=with_eos)
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            dict(
+                model_type="llama",
+                hidden_size=8,
+                intermediate_size=8,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                rms_norm_eps=1e-6,
+                vocab_size=len(hf),
+                rope_theta=10000.0,
+            )
+        ),
+        encoding="utf-8",
+    )
+    lite.save_tokenizer(hf, tmp_path)
+    ours = lite.LiteTokenizer(tmp_path)
+    for special in (True, False):
+        kwargs = dict(
+            add_special_tokens=special,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            split_special_tokens=True,
+        )
+        a, b = hf(TEXTS, **kwargs), ours(TEXTS, **kwargs)
+        assert b["input_ids"] == a["input_ids"]
+        assert b["special_tokens_mask"] == a["special_tokens_mask"]
+        assert [[tuple(o) for o in row] for row in b["offset_mapping"]] == [
+            [tuple(o) for o in row] for row in a["offset_mapping"]
+        ]
+    # without split_special_tokens a control token in the text stays one token, as in transformers
+    assert (
+        ours("<|eos|>", add_special_tokens=False)["input_ids"]
+        == hf("<|eos|>", add_special_tokens=False)["input_ids"]
+    )
+    assert (ours.pad_token_id, ours.eos_token_id) == (hf.pad_token_id, hf.eos_token_id)
+    assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model_type": "gemma3_text"},
+        {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
+        {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0}},
+        {"hidden_act": "gelu_pytorch_tanh"},
+        {"mlp_bias": True},
+        {"model_type": "mistral", "sliding_window": 4096},
+        {"model_type": "qwen2", "use_sliding_window": True, "sliding_window": 64},
+    ],
+)
+def test_what_the_lite_stack_does_not_implement_is_left_to_transformers(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    from tpsearch.engine import lite
+
+    base = dict(
+        model_type="llama",
+        hidden_size=8,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        rms_norm_eps=1e-6,
+        vocab_size=16,
+        rope_theta=10000.0,
+    )
+    (tmp_path / "config.json").write_text(json.dumps(base), encoding="utf-8")
+    assert lite.read_config(tmp_path) is not None
+    (tmp_path / "config.json").write_text(json.dumps({**base, **change}), encoding="utf-8")
+    assert lite.read_config(tmp_path) is None and not lite.ready(tmp_path)
+
+
+def test_a_query_process_reading_the_dense_copy_imports_neither_transformers_nor_bitsandbytes(
+    tmp_path: Path,
+) -> None:
+    """The first process quantizes and keeps the dense copy and its tokenizer; the next one
+    loads them with torch alone and embeds exactly as the first did."""
+    path = save_tiny_model(tmp_path / "bf16", "llama", dtype="bfloat16")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tpsearch import EncoderSettings, TPEncoder\n"
+        f"s = EncoderSettings(model={str(path)!r}, precision='4bit', device='cpu', "
+        f"model_cache=Path({str(tmp_path / 'cache')!r}))\n"
+        "e = TPEncoder(s)\n"
+        "v = e.encode(['A man is playing a guitar.', 'x'], batch_size=2)\n"
+        "print(e.fingerprint, v.tobytes().hex()[:64], 'transformers' in sys.modules,\n"
+        "      'bitsandbytes' in sys.modules, type(e.backbone.model).__name__)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    first, second = (run.stdout.split() for run in runs)
+    assert first[2:] == ["True", "True", "LlamaModel"]
+    assert second[2:] == ["False", "False", "DecoderStack"]
+    assert second[:2] == first[:2], "same fingerprint, same vectors"
