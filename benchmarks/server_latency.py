@@ -73,8 +73,6 @@ import tpsearch.cli
 mark("import tpsearch CLI")
 import torch
 mark("import torch")
-import transformers
-mark("import transformers")
 from pathlib import Path
 from tpsearch.collection import Collection, default_encoder_factory
 from tpsearch.cli.options import model_overrides
@@ -89,6 +87,7 @@ encoder.encode([sys.argv[1] + " again"])
 mark("second forward pass")
 col.query(sys.argv[1], encoder_factory=lambda s: encoder)
 mark("search (encode + BM25 + FAISS + fuse)")
+marks.append(("transformers imported: " + ("yes" if "transformers" in sys.modules else "no"), marks[-1][1]))
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(marks, marks[1:])]))
 """
 

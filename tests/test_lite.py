@@ -9,6 +9,7 @@ checkpoints, and check that what it cannot run still loads through transformers.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,7 +173,15 @@ def test_a_query_process_reading_the_dense_copy_imports_neither_transformers_nor
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         for _ in range(2)
     ]
-    first, second = (run.stdout.split() for run in runs)
+    switched_off = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TPSEARCH_LITE": "0"},
+    )
+    first, second, third = (run.stdout.split() for run in [*runs, switched_off])
     assert first[2:] == ["True", "True", "LlamaModel"]
     assert second[2:] == ["False", "False", "DecoderStack"]
-    assert second[:2] == first[:2], "same fingerprint, same vectors"
+    assert third[2:] == ["True", "False", "LlamaModel"], "TPSEARCH_LITE=0: transformers loads it"
+    assert second[:2] == first[:2] == third[:2], "same fingerprint, same vectors"

@@ -97,6 +97,16 @@ def test_removing_files_removes_everything_of_theirs(store: Store) -> None:
     assert store.problems() == []
 
 
+def test_vectors_come_back_in_the_order_asked_an_id_asked_twice_in_both_rows(
+    store: Store,
+) -> None:
+    store.replace_file(file_row("a.md"), [chunk_row(i, f"text {i}") for i in range(3)])
+    ids = [r[0] for r in store.query("SELECT id FROM chunks ORDER BY id")]
+    store.add_vectors(ids, np.eye(3, 4, dtype=np.float32))
+    asked = np.array([ids[2], ids[0], ids[2]])
+    np.testing.assert_array_equal(store.vectors_for(asked, 4), np.eye(3, 4)[[2, 0, 2]])
+
+
 def test_a_failed_file_transaction_leaves_the_old_version(store: Store) -> None:
     store.replace_file(file_row("a.md"), [chunk_row(0, "original")])
     with pytest.raises(sqlite3.IntegrityError):  # two chunks with one seq: the insert fails

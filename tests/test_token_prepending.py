@@ -263,7 +263,8 @@ def test_special_token_strings_in_text_stay_text(tiny_model: Callable[[str], Pat
 def test_the_mean_placeholder_is_in_the_embedding_layers_output_space(
     tiny_model: Callable[[str], Path],
 ) -> None:
-    encoder = encoder_for(tiny_model("gemma2"))  # Gemma scales inside its embedding layer
+    # Gemma scales inside its embedding layer; with TP on, the encoder makes its placeholder
+    encoder = encoder_for(tiny_model("gemma2"), tp_start=1, tp_end=3, exit_layer=5)
     embed = encoder.backbone.embed_tokens
     with torch.no_grad():
         every_token = embed(torch.arange(embed.weight.shape[0])[None])[0]  # (V, H)

@@ -365,15 +365,18 @@ class Store:
         return data_version, self.db.conn.total_changes
 
     def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
-        """(len(ids), dim) float32 in the order of `ids`."""
+        """(len(ids), dim) float32 in the order of `ids` (an id given twice fills both rows)."""
         out = np.empty((len(ids), dim), dtype=np.float32)
-        position = {int(i): row for row, i in enumerate(ids)}
-        for start in range(0, len(ids), 500):
-            batch = [int(i) for i in ids[start : start + 500]]
+        rows: dict[int, list[int]] = {}
+        for row, i in enumerate(ids):
+            rows.setdefault(int(i), []).append(row)
+        wanted = list(rows)
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
             marks = ",".join("?" * len(batch))
             sql = f"SELECT chunk_id, vector FROM vectors WHERE chunk_id IN ({marks})"
             for chunk_id, blob in self.db.conn.execute(sql, batch):
-                out[position[chunk_id]] = np.frombuffer(blob, dtype="<f4")
+                out[rows[chunk_id]] = np.frombuffer(blob, dtype="<f4")
         return out
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ windows, ...), load through transformers as before.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ FAMILIES: dict[str, tuple[bool, bool] | None] = {
     "mistral": (False, False),
     "qwen2": (True, False),
 }
+SWITCH = "TPSEARCH_LITE"
 TOKENIZER_FILE = "tokenizer-backend.json"  # the tokenizers backend exactly as transformers set it
 TOKENIZER_INFO = "tokenizer-info.json"  # pad/eos/special ids the backend does not hold
 _ACTIVATIONS = ("silu", "swish")
@@ -100,9 +102,11 @@ def read_config(folder: Path) -> LiteConfig | None:
 
 
 def ready(folder: Path) -> bool:
-    """Whether `folder` (a dense copy) can load here without transformers."""
+    """Whether `folder` (a dense copy) can load here without transformers; `TPSEARCH_LITE=0`
+    says never (everything then loads through transformers, as before this module)."""
     return (
-        read_config(folder) is not None
+        os.environ.get(SWITCH, "1").strip() != "0"
+        and read_config(folder) is not None
         and (folder / TOKENIZER_FILE).is_file()
         and (folder / TOKENIZER_INFO).is_file()
         and (folder / "model.safetensors").is_file()
