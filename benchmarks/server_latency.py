@@ -87,7 +87,8 @@ encoder.encode([sys.argv[1] + " again"])
 mark("second forward pass")
 col.query(sys.argv[1], encoder_factory=lambda s: encoder)
 mark("search (encode + BM25 + FAISS + fuse)")
-marks.append(("transformers imported: " + ("yes" if "transformers" in sys.modules else "no"), marks[-1][1]))
+loaded = "yes" if "transformers" in sys.modules else "no"
+marks.append(("transformers imported: " + loaded, marks[-1][1]))
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(marks, marks[1:])]))
 """
 

@@ -45,12 +45,15 @@ def _pair(folder: Path):  # type: ignore[no-untyped-def]
     return full, light
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_the_lite_stack_gives_transformers_vectors_bit_for_bit(tmp_path: Path, family: str) -> None:
     from tpsearch import TPEncoder
     from tpsearch.engine.settings import EncoderSettings
 
-    folder = save_tiny_model(tmp_path / family, family, dtype="bfloat16")
+    # Gemma 3: a window of 8 tokens, so that the longer texts reach past it, and a width whose
+    # square root (the embedding scale) rounds in bf16
+    shape = {"sliding_window": 8, "hidden_size": 80} if family == "gemma3" else {}
+    folder = save_tiny_model(tmp_path / family, family, dtype="bfloat16", **shape)
     full, light = _pair(folder)
     cases = [
         dict(tp=False),  # the packaged models' default: plain prompt
@@ -122,10 +125,11 @@ def test_the_lite_tokenizer_splits_offsets_and_marks_as_transformers_does(
 @pytest.mark.parametrize(
     "change",
     [
-        {"model_type": "gemma3_text"},
+        {"model_type": "gemma2"},
+        {"model_type": "gemma3_text"},  # without its layer types, windows, query scale
         {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
         {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0}},
-        {"hidden_act": "gelu_pytorch_tanh"},
+        {"hidden_act": "gelu"},
         {"mlp_bias": True},
         {"model_type": "mistral", "sliding_window": 4096},
         {"model_type": "qwen2", "use_sliding_window": True, "sliding_window": 64},

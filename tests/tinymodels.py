@@ -17,7 +17,7 @@ STS_DEV = REPO / "data" / "sts" / "sts-dev.csv"
 FAMILIES = ("llama", "qwen2", "mistral", "gemma2", "qwen3", "phi3")
 # Stacks laid out otherwise (layers and final norm under other names, learned positions).
 OTHER_LAYOUTS = ("gpt_neox", "phi", "gpt2")
-BOS_FAMILIES = {"llama", "mistral", "gemma2"}
+BOS_FAMILIES = {"llama", "mistral", "gemma2", "gemma3"}
 
 # Shapes big enough to exercise grouped-query attention and bitsandbytes blocks (64).
 TINY = dict(
@@ -93,6 +93,17 @@ def build_config(family: str, vocab_size: int, **shape: int):  # type: ignore[no
             head_dim=16,
             query_pre_attn_scalar=16,
             sliding_window=windowed["sliding_window"],
+            **shape,
+            **ids,
+        )
+    if family == "gemma3":  # sliding and full attention layers, each with its own rotary base
+        kinds = ["sliding_attention", "sliding_attention", "full_attention"]
+        return tf.Gemma3TextConfig(
+            vocab_size=vocab_size,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            sliding_window=windowed["sliding_window"],
+            layer_types=kinds * (shape["num_hidden_layers"] // 3),
             **shape,
             **ids,
         )

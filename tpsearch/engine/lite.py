@@ -1,18 +1,20 @@
 """A torch-only decoder stack for the kept dense copy: load a model without importing transformers.
 
-Importing transformers' model and tokenizer classes takes about 2.5 s of a cold `tpsearch
-query` (torch itself 1.2 s) and building the model through `from_pretrained` more, while
-one short query runs in milliseconds. For the dense bf16 copy of a 4-bit model that tpsearch
+Importing transformers' model and tokenizer classes takes 2-3 s of a cold `tpsearch query`
+(torch itself 1.4-2 s) and building the model through `from_pretrained` more, while one
+short query runs in milliseconds. For the dense bf16 copy of a 4-bit model that tpsearch
 keeps (`quantization.save_dense`), this module builds the same decoder stack from the
 checkpoint with plain torch modules, and the tokenizer from the exact `tokenizers` backend
 transformers used (saved beside the copy the first time transformers loads it).
 
-The modules repeat transformers' Llama code operation for operation (RMSNorm in float32, rotary
-embedding, scaled-dot-product attention with the same causal/padding choices, gated MLP), so
-vectors are bit-identical to transformers' (tests/test_lite.py compares them on Llama and
-Qwen2 shapes, padded batches and the prefix cache included). Architectures outside
-`FAMILIES`, or configs with anything these modules do not implement (rope scaling, sliding
-windows, ...), load through transformers as before.
+The modules repeat transformers' Llama, Mistral, Qwen2 and Gemma 3 code operation for
+operation (RMSNorms in float32, rotary embeddings, scaled-dot-product attention with the same
+causal/padding/sliding-window mask choices, gated MLPs), so vectors are bit-identical to
+transformers' (tests/test_lite.py compares them on tiny checkpoints of each, padded batches,
+sliding windows and the prefix cache included; both packaged real models were checked the
+same way). Other architectures, or configs with anything these modules do not implement
+(rope scaling, logit soft-capping, MLP biases, ...), load through transformers as before.
+`TPSEARCH_LITE=0` turns this module off.
 """
 
 from __future__ import annotations
@@ -27,16 +29,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 # model_type -> whether the q/k/v and o projections carry biases (None: `attention_bias` says,
-# for all four); the rest of the layer is the same in these families
+# for all four); Gemma 3's layer differs more (see `LiteConfig.gemma`)
 FAMILIES: dict[str, tuple[bool, bool] | None] = {
     "llama": None,
     "mistral": (False, False),
     "qwen2": (True, False),
+    "gemma3_text": (False, False),
 }
 SWITCH = "TPSEARCH_LITE"
 TOKENIZER_FILE = "tokenizer-backend.json"  # the tokenizers backend exactly as transformers set it
 TOKENIZER_INFO = "tokenizer-info.json"  # pad/eos/special ids the backend does not hold
-_ACTIVATIONS = ("silu", "swish")
+_ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,16 @@ class LiteConfig:
     num_key_value_heads: int
     head_dim: int
     rms_norm_eps: float
-    rope_theta: float
     qkv_bias: bool
     o_bias: bool
     vocab_size: int
-    pad_token_id: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    activation: str  # "silu" or "gelu_tanh"
+    rope_thetas: tuple[float, ...]  # per layer
+    windows: tuple[int | None, ...]  # per layer: a sliding attention window, or None
+    scaling: float  # of the attention scores
+    # Gemma 3: a scaled embedding, RMSNorm as x * (1 + w) in float32, norms after attention and
+    # around the MLP, and RMSNorms of the queries and keys
+    gemma: bool = False
 
 
 def read_config(folder: Path) -> LiteConfig | None:
@@ -67,38 +72,65 @@ def read_config(folder: Path) -> LiteConfig | None:
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    family = raw.get("model_type")
-    if not isinstance(raw, dict) or family not in FAMILIES:
-        return None
-    if raw.get("hidden_act", "silu") not in _ACTIVATIONS:
-        return None
-    windowed = raw.get("use_sliding_window") if family == "qwen2" else raw.get("sliding_window")
-    if windowed or raw.get("mlp_bias") or raw.get("pretraining_tp", 1) != 1:
-        return None  # sliding-window masks, MLP biases, split matmuls: not implemented here
-    rope = raw.get("rope_parameters") or {}
-    if raw.get("rope_scaling") or rope.get("rope_type", "default") != "default":
+    if not isinstance(raw, dict) or raw.get("model_type") not in FAMILIES:
         return None
     try:
-        theta = rope["rope_theta"] if "rope_theta" in rope else raw["rope_theta"]
-        heads, hidden = raw["num_attention_heads"], raw["hidden_size"]
-        biases = FAMILIES[family] or (bool(raw.get("attention_bias")),) * 2
-        return LiteConfig(
-            model_type=family,
-            hidden_size=int(hidden),
-            intermediate_size=int(raw["intermediate_size"]),
-            num_hidden_layers=int(raw["num_hidden_layers"]),
-            num_attention_heads=int(heads),
-            num_key_value_heads=int(raw.get("num_key_value_heads") or heads),
-            head_dim=int(raw.get("head_dim") or int(hidden) // int(heads)),
-            rms_norm_eps=float(raw["rms_norm_eps"]),
-            rope_theta=float(theta),
-            qkv_bias=biases[0],
-            o_bias=biases[1],
-            vocab_size=int(raw["vocab_size"]),
-            pad_token_id=raw.get("pad_token_id"),
-        )
-    except (KeyError, TypeError, ValueError):
+        return _read(raw)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
+
+
+def _read(raw: dict[str, Any]) -> LiteConfig | None:
+    family = raw["model_type"]
+    gemma = family == "gemma3_text"
+    activation = _ACTIVATIONS.get(raw.get("hidden_activation" if gemma else "hidden_act", "silu"))
+    if activation is None or raw.get("mlp_bias") or raw.get("pretraining_tp", 1) != 1:
+        return None  # other activations, MLP biases, split matmuls: not implemented here
+    layers = int(raw["num_hidden_layers"])
+    heads, hidden = int(raw["num_attention_heads"]), int(raw["hidden_size"])
+    head_dim = int(raw.get("head_dim") or hidden // heads)
+    rope = raw.get("rope_parameters") or {}
+    if raw.get("rope_scaling"):
+        return None
+    if gemma:
+        if raw.get("attn_logit_softcapping") or raw.get("use_bidirectional_attention"):
+            return None
+        if raw.get("attention_bias"):
+            return None
+        kinds = list(raw["layer_types"])
+        if len(kinds) != layers or not set(kinds) <= {"sliding_attention", "full_attention"}:
+            return None
+        if any(rope[kind].get("rope_type", "default") != "default" for kind in set(kinds)):
+            return None
+        thetas = tuple(float(rope[kind]["rope_theta"]) for kind in kinds)
+        window = int(raw["sliding_window"])
+        windows = tuple(window if kind == "sliding_attention" else None for kind in kinds)
+        scaling = float(raw["query_pre_attn_scalar"]) ** -0.5
+    else:
+        windowed = raw.get("use_sliding_window") if family == "qwen2" else raw.get("sliding_window")
+        if windowed or rope.get("rope_type", "default") != "default":
+            return None  # sliding windows outside Gemma 3, scaled rotary embeddings
+        theta = rope["rope_theta"] if "rope_theta" in rope else raw["rope_theta"]
+        thetas, windows, scaling = (float(theta),) * layers, (None,) * layers, head_dim**-0.5
+    biases = FAMILIES[family] or (bool(raw.get("attention_bias")),) * 2
+    return LiteConfig(
+        model_type=family,
+        hidden_size=hidden,
+        intermediate_size=int(raw["intermediate_size"]),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=int(raw.get("num_key_value_heads") or heads),
+        head_dim=head_dim,
+        rms_norm_eps=float(raw["rms_norm_eps"]),
+        qkv_bias=biases[0],
+        o_bias=biases[1],
+        vocab_size=int(raw["vocab_size"]),
+        activation=activation,
+        rope_thetas=thetas,
+        windows=windows,
+        scaling=scaling,
+        gemma=gemma,
+    )
 
 
 def ready(folder: Path) -> bool:
@@ -196,7 +228,6 @@ def load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     state = {key.removeprefix("model."): value for key, value in state.items()}
     state = {key: value for key, value in state.items() if not key.startswith("lm_head.")}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    missing = [key for key in missing if key != "inv_freq"]
     if missing or unexpected:
         raise ValueError(
             f"{folder}: weights do not match the layout ({[*missing, *unexpected][:3]})"
@@ -216,8 +247,7 @@ def _stack(config: LiteConfig) -> nn.Module:
 
     with torch.device("meta"):
         model = DecoderStack(config)
-    model.inv_freq = 1.0 / (  # computed as transformers does, in float32 on the CPU
-        config.rope_theta
-        ** (torch.arange(0, config.head_dim, 2, dtype=torch.float) / config.head_dim)
-    )
+    steps = torch.arange(0, config.head_dim, 2, dtype=torch.float) / config.head_dim
+    # computed as transformers does, in float32 on the CPU
+    model.inv_freqs = {theta: 1.0 / (theta**steps) for theta in set(config.rope_thetas)}
     return model

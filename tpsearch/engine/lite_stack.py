@@ -1,4 +1,5 @@
-"""The torch modules of `lite.py`: transformers' Llama decoder stack, operation for operation.
+"""The torch modules of `lite.py`: transformers' Llama-family and Gemma 3 decoder stacks,
+operation for operation.
 
 Imported only when a dense copy loads (it imports torch). Each module names its weights as
 transformers does, so a transformers checkpoint loads with `load_state_dict`; `forward` takes
@@ -22,19 +23,22 @@ class Linear(nn.Linear):
         meta device imports torch._dynamo, 1.4 s)."""
 
 
-class Embedding(nn.Embedding):
-    def reset_parameters(self) -> None:
-        """As `Linear.reset_parameters`."""
-
-
 class RMSNorm(nn.Module):
-    def __init__(self, size: int, eps: float) -> None:
+    """Llama's RMSNorm (weight times the normed input cast back), or Gemma's (`gemma`: the
+    input times 1 + weight in float32, then cast)."""
+
+    def __init__(self, size: int, eps: float, gemma: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
         self.variance_epsilon = eps
+        self.gemma = gemma
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         dtype = hidden.dtype
+        if self.gemma:
+            x = hidden.float()
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+            return (x * (1.0 + self.weight.float())).type_as(hidden)
         hidden = hidden.to(torch.float32)
         variance = hidden.pow(2).mean(-1, keepdim=True)
         hidden = hidden * torch.rsqrt(variance + self.variance_epsilon)
@@ -60,7 +64,7 @@ class Attention(nn.Module):
         self.index = index
         self.head_dim = config.head_dim
         self.groups = config.num_attention_heads // config.num_key_value_heads
-        self.scaling = config.head_dim**-0.5
+        self.scaling = config.scaling
         heads, kv, hidden = (
             config.num_attention_heads,
             config.num_key_value_heads,
@@ -71,6 +75,10 @@ class Attention(nn.Module):
         self.k_proj = Linear(hidden, kv * self.head_dim, bias=bias)
         self.v_proj = Linear(hidden, kv * self.head_dim, bias=bias)
         self.o_proj = Linear(heads * self.head_dim, hidden, bias=config.o_bias)
+        self.norms = config.gemma  # Gemma 3 norms each head's queries and keys
+        if self.norms:
+            self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps, gemma=True)
+            self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps, gemma=True)
 
     def forward(
         self,
@@ -84,6 +92,8 @@ class Attention(nn.Module):
         query = self.q_proj(hidden).view(split).transpose(1, 2)
         key = self.k_proj(hidden).view(split).transpose(1, 2)
         value = self.v_proj(hidden).view(split).transpose(1, 2)
+        if self.norms:
+            query, key = self.q_norm(query), self.k_norm(key)
         cos, sin = rotary[0].unsqueeze(1), rotary[1].unsqueeze(1)
         query = (query * cos) + (rotate_half(query) * sin)
         key = (key * cos) + (rotate_half(key) * sin)
@@ -118,18 +128,29 @@ class MLP(nn.Module):
         self.gate_proj = Linear(hidden, inner, bias=False)
         self.up_proj = Linear(hidden, inner, bias=False)
         self.down_proj = Linear(inner, hidden, bias=False)
+        self.tanh_gelu = config.activation == "gelu_tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(functional.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = self.gate_proj(x)
+        if self.tanh_gelu:
+            gate = functional.gelu(gate, approximate="tanh")
+        else:
+            gate = functional.silu(gate)
+        return self.down_proj(gate * self.up_proj(x))
 
 
 class Layer(nn.Module):
     def __init__(self, config: LiteConfig, index: int) -> None:
         super().__init__()
+        size, eps, gemma = config.hidden_size, config.rms_norm_eps, config.gemma
         self.self_attn = Attention(config, index)
         self.mlp = MLP(config)
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.input_layernorm = RMSNorm(size, eps, gemma)
+        self.post_attention_layernorm = RMSNorm(size, eps, gemma)
+        self.gemma = gemma
+        if gemma:  # Gemma 3 norms the attention's output, and the MLP's input and output
+            self.pre_feedforward_layernorm = RMSNorm(size, eps, gemma)
+            self.post_feedforward_layernorm = RMSNorm(size, eps, gemma)
 
     def forward(
         self,
@@ -138,8 +159,13 @@ class Layer(nn.Module):
         mask: torch.Tensor | None,
         cache: LiteCache | None,
     ) -> torch.Tensor:
-        hidden = hidden + self.self_attn(self.input_layernorm(hidden), rotary, mask, cache)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        attended = self.self_attn(self.input_layernorm(hidden), rotary, mask, cache)
+        if not self.gemma:
+            hidden = hidden + attended
+            return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        hidden = hidden + self.post_attention_layernorm(attended)
+        mlp = self.mlp(self.pre_feedforward_layernorm(hidden))
+        return hidden + self.post_feedforward_layernorm(mlp)
 
 
 class LiteCache:
@@ -178,10 +204,11 @@ class DecoderStack(nn.Module):
     def __init__(self, config: LiteConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
+        kind = ScaledEmbedding if config.gemma else Embedding
+        self.embed_tokens = kind(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(Layer(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.inv_freq: torch.Tensor = torch.empty(0)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.gemma)
+        self.inv_freqs: dict[float, torch.Tensor] = {}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embed_tokens
@@ -203,21 +230,58 @@ class DecoderStack(nn.Module):
         hidden = inputs_embeds
         cache = past_key_values if use_cache else None
         past = cache.get_seq_length() if cache is not None else 0
-        mask = _mask(attention_mask, hidden.shape[1], past)
-        freqs = position_ids[..., None].float() * self.inv_freq.to(hidden.device)
-        angles = torch.cat((freqs, freqs), dim=-1)
-        rotary = (angles.cos().to(hidden.dtype), angles.sin().to(hidden.dtype))
-        for layer in self.layers:
-            hidden = layer(hidden, rotary, mask, cache)
+        rotary = {theta: _rotary(position_ids, f, hidden) for theta, f in self.inv_freqs.items()}
+        length = hidden.shape[1]
+        masks = {w: _mask(attention_mask, length, past, w) for w in set(self.config.windows)}
+        for layer, theta, window in zip(
+            self.layers, self.config.rope_thetas, self.config.windows, strict=True
+        ):
+            hidden = layer(hidden, rotary[theta], masks[window], cache)
         return self.norm(hidden)
 
 
-def _mask(attention: torch.Tensor, length: int, past: int) -> torch.Tensor | None:
-    """None (causal attention) when nothing is padded and nothing is cached, as
-    transformers' SDPA path chooses; else a boolean (B, 1, T, past + T) mask."""
-    if past == 0 and bool(attention.all()):
+class Embedding(nn.Embedding):
+    def reset_parameters(self) -> None:
+        """As `Linear.reset_parameters`."""
+
+
+class ScaledEmbedding(Embedding):
+    """Gemma's: the looked-up rows times sqrt(hidden size) in the weight's dtype, as in
+    transformers, where the scale is a buffer cast with the model (25.25 in bf16, not 25.30:
+    tpsearch's <PST> placeholder reads `embed_scale` and gets the same rounded value)."""
+
+    def __init__(self, count: int, size: int) -> None:
+        super().__init__(count, size)
+        self.root = size**0.5
+
+    @property
+    def embed_scale(self) -> torch.Tensor:
+        return torch.tensor(self.root).to(self.weight.dtype)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * self.embed_scale
+
+
+def _rotary(
+    positions: torch.Tensor, inv_freq: torch.Tensor, hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    freqs = positions[..., None].float() * inv_freq.to(hidden.device)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos().to(hidden.dtype), angles.sin().to(hidden.dtype)
+
+
+def _mask(
+    attention: torch.Tensor, length: int, past: int, window: int | None
+) -> torch.Tensor | None:
+    """What transformers' SDPA path passes: None (causal attention) when nothing is padded,
+    nothing is cached and a sliding window, if any, is longer than the keys; else a boolean
+    (B, 1, T, past + T) mask (causal, padding, window)."""
+    keys = past + length
+    if past == 0 and (window is None or keys < window) and bool(attention.all()):
         return None
-    columns = torch.arange(past + length, device=attention.device)
+    columns = torch.arange(keys, device=attention.device)
     rows = torch.arange(length, device=attention.device) + past
-    causal = columns[None, :] <= rows[:, None]  # (T, past + T)
-    return (causal[None, None] & attention.bool()[:, None, None, :]).contiguous()
+    allowed = columns[None, :] <= rows[:, None]  # (T, past + T)
+    if window is not None:
+        allowed = allowed & (columns[None, :] > rows[:, None] - window)
+    return (allowed[None, None] & attention.bool()[:, None, None, :]).contiguous()
