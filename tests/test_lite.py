@@ -19,6 +19,16 @@ import pytest
 
 from tests.tinymodels import build_tokenizer, save_tiny_model
 
+_CONFIG = dict(  # the smallest config.json the lite stack reads
+    model_type="llama",
+    hidden_size=8,
+    intermediate_size=8,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    rms_norm_eps=1e-6,
+    vocab_size=1024,
+    rope_theta=10000.0,
+)
 TEXTS = [
     "A man is playing a guitar.",
     "The stock market fell sharply after the announcement of new tariffs on steel.",
@@ -60,6 +70,8 @@ def test_the_lite_stack_gives_transformers_vectors_bit_for_bit(tmp_path: Path, f
         dict(tp=True, tp_start=1, tp_end=3, exit_layer=-2),
         dict(tp=True, tp_start=0, tp_end=2, exit_layer=4, prefix_cache="on"),  # head KV cache
         dict(tp=False, pooling="mean", prefix_cache="off"),
+        # the text ends the prompt: after the cached head a one-word text is one query token
+        dict(tp=False, template="Represent this for searching : {text}", prefix_cache="on"),
     ]
     for case in cases:
         settings = EncoderSettings(model=str(folder), precision="bf16", **case)  # type: ignore[arg-type]
@@ -76,28 +88,17 @@ def test_the_lite_stack_gives_transformers_vectors_bit_for_bit(tmp_path: Path, f
         )
 
 
-@pytest.mark.parametrize("with_bos, with_eos", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize(
+    "with_bos, with_eos, split", [(False, False, False), (True, False, False), (True, True, True)]
+)
 def test_the_lite_tokenizer_splits_offsets_and_marks_as_transformers_does(
-    tmp_path: Path, with_bos: bool, with_eos: bool
+    tmp_path: Path, with_bos: bool, with_eos: bool, split: bool
 ) -> None:
     from tpsearch.engine import lite
 
     hf = build_tokenizer(with_bos=with_bos, with_eos=with_eos)
-    (tmp_path / "config.json").write_text(
-        json.dumps(
-            dict(
-                model_type="llama",
-                hidden_size=8,
-                intermediate_size=8,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                rms_norm_eps=1e-6,
-                vocab_size=len(hf),
-                rope_theta=10000.0,
-            )
-        ),
-        encoding="utf-8",
-    )
+    hf.split_special_tokens = split  # the tokenizer's own default (tokenizer_config.json)
+    (tmp_path / "config.json").write_text(json.dumps(_CONFIG), encoding="utf-8")
     lite.save_tokenizer(hf, tmp_path)
     ours = lite.LiteTokenizer(tmp_path)
     for special in (True, False):
@@ -113,7 +114,7 @@ def test_the_lite_tokenizer_splits_offsets_and_marks_as_transformers_does(
         assert [[tuple(o) for o in row] for row in b["offset_mapping"]] == [
             [tuple(o) for o in row] for row in a["offset_mapping"]
         ]
-    # without split_special_tokens a control token in the text stays one token, as in transformers
+    # without split_special_tokens, the tokenizer's default decides, as in transformers
     assert (
         ours("<|eos|>", add_special_tokens=False)["input_ids"]
         == hf("<|eos|>", add_special_tokens=False)["input_ids"]
@@ -133,6 +134,8 @@ def test_the_lite_tokenizer_splits_offsets_and_marks_as_transformers_does(
         {"mlp_bias": True},
         {"model_type": "mistral", "sliding_window": 4096},
         {"model_type": "qwen2", "use_sliding_window": True, "sliding_window": 64},
+        {"is_causal": False},  # transformers then attends both ways
+        {"auto_map": {"AutoModel": "modeling_custom.Model"}},  # remote code decides the maths
     ],
 )
 def test_what_the_lite_stack_does_not_implement_is_left_to_transformers(
@@ -140,16 +143,7 @@ def test_what_the_lite_stack_does_not_implement_is_left_to_transformers(
 ) -> None:
     from tpsearch.engine import lite
 
-    base = dict(
-        model_type="llama",
-        hidden_size=8,
-        intermediate_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        rms_norm_eps=1e-6,
-        vocab_size=16,
-        rope_theta=10000.0,
-    )
+    base = _CONFIG
     (tmp_path / "config.json").write_text(json.dumps(base), encoding="utf-8")
     assert lite.read_config(tmp_path) is not None
     (tmp_path / "config.json").write_text(json.dumps({**base, **change}), encoding="utf-8")
@@ -189,3 +183,49 @@ def test_a_query_process_reading_the_dense_copy_imports_neither_transformers_nor
     assert second[2:] == ["False", "False", "DecoderStack"]
     assert third[2:] == ["True", "False", "LlamaModel"], "TPSEARCH_LITE=0: transformers loads it"
     assert second[:2] == first[:2] == third[:2], "same fingerprint, same vectors"
+
+
+def test_a_torn_or_foreign_tokenizer_file_loads_through_transformers_with_the_same_vectors(
+    tmp_path: Path,
+) -> None:
+    """A saved tokenizer that cannot be read (a process killed while writing it, another
+    tokenizers version) never breaks a load: transformers loads the model, as before."""
+    from tpsearch import EncoderSettings, TPEncoder
+
+    path = save_tiny_model(tmp_path / "bf16", "llama", dtype="bfloat16")
+    settings = EncoderSettings(
+        model=str(path), precision="4bit", device="cpu", model_cache=tmp_path / "cache"
+    )
+    expected = TPEncoder(settings).encode(TEXTS[:2])
+    (dense,) = (tmp_path / "cache").glob("*-4bit-dense-*")
+    backend = dense / "tokenizer-backend.json"
+    backend.write_text(backend.read_text(encoding="utf-8")[:5000], encoding="utf-8")
+    torn = TPEncoder(settings)
+    assert type(torn.backbone.model).__name__ == "LlamaModel"
+    assert np.array_equal(torn.encode(TEXTS[:2]), expected)
+    again = TPEncoder(settings)  # that load saved the tokenizer again
+    assert type(again.backbone.model).__name__ == "DecoderStack"
+    assert np.array_equal(again.encode(TEXTS[:2]), expected)
+
+    info = json.loads((dense / "tokenizer-info.json").read_text(encoding="utf-8"))
+    info["tokenizers"] = "0.0.1"
+    (dense / "tokenizer-info.json").write_text(json.dumps(info), encoding="utf-8")
+    assert type(TPEncoder(settings).backbone.model).__name__ == "LlamaModel"
+    # ... and that load wrote them again, for this version: the next one is lite again
+    assert type(TPEncoder(settings).backbone.model).__name__ == "DecoderStack"
+
+
+def test_only_a_tokenizer_that_encodes_with_its_backend_alone_is_kept(tmp_path: Path) -> None:
+    from tpsearch.engine import lite
+
+    (tmp_path / "config.json").write_text(json.dumps(_CONFIG), encoding="utf-8")
+    hf = build_tokenizer(with_bos=True)
+
+    class Infilling(type(hf)):  # type: ignore[misc]  # as CodeLlama's: its own _encode_plus
+        def _encode_plus(self, *args: object, **kwargs: object) -> object:
+            return super()._encode_plus(*args, **kwargs)
+
+    lite.save_tokenizer(Infilling(tokenizer_object=hf.backend_tokenizer), tmp_path)
+    assert not (tmp_path / lite.TOKENIZER_INFO).exists() and not lite.ready(tmp_path)
+    lite.save_tokenizer(hf, tmp_path)
+    assert (tmp_path / lite.TOKENIZER_INFO).exists()

@@ -140,8 +140,12 @@ def load_backbone(
     dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
     if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
         dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
-    if dense is not None and quantization.cached(dense) and lite.ready(dense):
-        base, tokenizer = lite.load(dense, target)  # without importing transformers
+    light = None  # without importing transformers, when the dense copy allows
+    kept = dense is not None and quantization.cached(dense)
+    if kept and dense is not None and not trust_remote_code and lite.ready(dense):
+        light = lite.load(dense, target)
+    if light is not None:
+        base, tokenizer = light
         revision = _revision(found.revision, source, files, base)
         return Backbone(
             cast("PreTrainedModel", base),  # the same calls work on it (tests/test_lite.py)

@@ -29,7 +29,7 @@ class HeadCache:
 
     ids: tuple[int, ...]
     depth: int
-    cache: Any  # a transformers DynamicCache
+    cache: Any  # a transformers DynamicCache, or the lite stack's LiteCache
 
     @classmethod
     def build(cls, backbone: Backbone, ids: tuple[int, ...], depth: int) -> HeadCache:

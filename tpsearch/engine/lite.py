@@ -19,8 +19,11 @@ same way). Other architectures, or configs with anything these modules do not im
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,10 +85,12 @@ def read_config(folder: Path) -> LiteConfig | None:
 
 def _read(raw: dict[str, Any]) -> LiteConfig | None:
     family = raw["model_type"]
+    if raw.get("is_causal", True) is not True or "auto_map" in raw:
+        return None  # bidirectional attention (transformers reads `is_causal`), custom code
     gemma = family == "gemma3_text"
     activation = _ACTIVATIONS.get(raw.get("hidden_activation" if gemma else "hidden_act", "silu"))
-    if activation is None or raw.get("mlp_bias") or raw.get("pretraining_tp", 1) != 1:
-        return None  # other activations, MLP biases, split matmuls: not implemented here
+    if activation is None or raw.get("mlp_bias"):
+        return None  # other activations, MLP biases: not implemented here
     layers = int(raw["num_hidden_layers"])
     heads, hidden = int(raw["num_attention_heads"]), int(raw["hidden_size"])
     head_dim = int(raw.get("head_dim") or hidden // heads)
@@ -136,27 +141,52 @@ def _read(raw: dict[str, Any]) -> LiteConfig | None:
 def ready(folder: Path) -> bool:
     """Whether `folder` (a dense copy) can load here without transformers; `TPSEARCH_LITE=0`
     says never (everything then loads through transformers, as before this module)."""
+    if os.environ.get(SWITCH, "1").strip() == "0" or read_config(folder) is None:
+        return False
+    return _tokenizer_kept(folder) and (folder / "model.safetensors").is_file()
+
+
+def _tokenizer_kept(folder: Path) -> bool:
+    """Whether the tokenizer files are there, written by this version of tokenizers."""
+    try:
+        info = json.loads((folder / TOKENIZER_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
     return (
-        os.environ.get(SWITCH, "1").strip() != "0"
-        and read_config(folder) is not None
+        isinstance(info, dict)
+        and info.get("tokenizers") == _tokenizers_version()
         and (folder / TOKENIZER_FILE).is_file()
-        and (folder / TOKENIZER_INFO).is_file()
-        and (folder / "model.safetensors").is_file()
     )
+
+
+# The tokenizer methods on the way from `tokenizer(...)` to the Rust backend: a class that
+# overrides any of them (CodeLlama's infilling, remote code) does more than the backend does.
+_ENCODE_PATH = ("__call__", "_call_one", "encode_plus", "batch_encode_plus", "_encode_plus")
 
 
 def save_tokenizer(tokenizer: Any, folder: Path) -> None:
     """Keep the transformers tokenizer's backend and ids beside a dense copy (once; best effort:
-    a folder that cannot be written just keeps loading through transformers)."""
-    if (folder / TOKENIZER_INFO).is_file() or read_config(folder) is None:
+    a folder that cannot be written just keeps loading through transformers). Only a tokenizer
+    that encodes with its backend alone is kept; the info file, written last, marks both done."""
+    if _tokenizer_kept(folder) or read_config(folder) is None:
+        return
+    try:
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:
         return
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    plain = all(
+        getattr(type(tokenizer), name, None) is getattr(TokenizersBackend, name, None)
+        for name in _ENCODE_PATH
+    )
+    if backend is None or not plain:
         return
     info = {
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "all_special_ids": [int(i) for i in tokenizer.all_special_ids],
+        "split_special_tokens": bool(getattr(tokenizer, "split_special_tokens", False)),
+        "tokenizers": _tokenizers_version(),
     }
     try:
         _write(folder / TOKENIZER_FILE, backend.to_str())
@@ -165,10 +195,24 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> None:
         return
 
 
+def _tokenizers_version() -> str:
+    from importlib.metadata import version
+
+    return version("tokenizers")
+
+
 def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    """Write `path` whole or not at all: a temporary file of this process, then a rename (two
+    processes saving at once each rename a complete file)."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 class LiteTokenizer:
@@ -186,6 +230,7 @@ class LiteTokenizer:
         self.pad_token_id: int | None = info["pad_token_id"]
         self.eos_token_id: int | None = info["eos_token_id"]
         self.all_special_ids: list[int] = list(info["all_special_ids"])
+        self.split_special_tokens = bool(info.get("split_special_tokens", False))
 
     def __call__(
         self,
@@ -193,9 +238,12 @@ class LiteTokenizer:
         add_special_tokens: bool = True,
         return_offsets_mapping: bool = False,
         return_special_tokens_mask: bool = False,
-        split_special_tokens: bool = False,
+        split_special_tokens: bool | None = None,
     ) -> dict[str, Any]:
+        """As transformers' call: `split_special_tokens` defaults to the tokenizer's own."""
         texts = [text] if isinstance(text, str) else list(text)
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
         before = self._backend.encode_special_tokens
         self._backend.encode_special_tokens = split_special_tokens
         try:
@@ -215,8 +263,20 @@ class LiteTokenizer:
         return str(self._backend.decode(ids, skip_special_tokens=False))
 
 
-def load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
-    """The decoder stack (bf16, eval mode) and tokenizer of a `ready` dense copy."""
+def load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer] | None:
+    """The decoder stack (bf16, eval mode) and tokenizer of a `ready` dense copy; None when
+    they cannot be read (the caller loads through transformers: slower, never wrong, and
+    it saves the tokenizer again, its mark removed here)."""
+    try:
+        return _load(folder, device)
+    except Exception as error:  # tokenizers raises a bare Exception on a torn JSON file
+        logging.getLogger(__name__).info("loading %s through transformers: %s", folder, error)
+        with contextlib.suppress(OSError):
+            (folder / TOKENIZER_INFO).unlink()
+        return None
+
+
+def _load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     import torch
     from safetensors.torch import load_file
 
@@ -227,15 +287,15 @@ def load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     state = load_file(str(folder / "model.safetensors"), device=device)
     state = {key.removeprefix("model."): value for key, value in state.items()}
     state = {key: value for key, value in state.items() if not key.startswith("lm_head.")}
+    if any(value.dtype != torch.bfloat16 for value in state.values()):
+        raise ValueError(f"{folder}: not all weights are bf16")
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
-        raise ValueError(
-            f"{folder}: weights do not match the layout ({[*missing, *unexpected][:3]})"
-        )
+        wrong = [*missing, *unexpected][:3]
+        raise ValueError(f"{folder}: weights do not match the layout ({wrong})")
     model.to(device=device)
     model.eval()
     model.requires_grad_(False)
-    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     return model, LiteTokenizer(folder)
 
 

@@ -169,26 +169,42 @@ class Layer(nn.Module):
 
 
 class LiteCache:
-    """Keys and values per layer, appended to as a forward pass runs (DynamicCache's part
-    that the template head cache uses)."""
+    """Keys and values per layer, appended to as a forward pass runs: the part of transformers'
+    DynamicCache that the template head cache uses, sliding-window layers keeping only their
+    last window - 1 tokens as transformers' do."""
 
-    def __init__(self) -> None:
+    def __init__(self, windows: tuple[int | None, ...]) -> None:
+        self.windows = windows
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.seen = 0  # tokens given to the cache (through its first layer)
 
     def update(
         self, key: torch.Tensor, value: torch.Tensor, index: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's keys and values so far, `key` and `value` appended; what is kept of
+        them for the next call."""
+        if index == 0:
+            self.seen += key.shape[-2]
         if index < len(self.layers):
             old_key, old_value = self.layers[index]
             key = torch.cat([old_key, key], dim=-2)
             value = torch.cat([old_value, value], dim=-2)
-            self.layers[index] = (key, value)
+        window = self.windows[index]
+        kept = (key, value)
+        if window is not None:
+            kept = (key[:, :, -window + 1 :], value[:, :, -window + 1 :])
+        if index < len(self.layers):
+            self.layers[index] = kept
         else:
-            self.layers.append((key, value))
+            self.layers.append(kept)
         return key, value
 
     def get_seq_length(self) -> int:
-        return int(self.layers[0][0].shape[-2]) if self.layers else 0
+        return self.seen
+
+    def kept(self, window: int | None) -> int:
+        """How many of the tokens seen layers with this window hold."""
+        return self.seen if window is None else len(range(self.seen)[-window + 1 :])
 
     def batch_repeat_interleave(self, times: int) -> None:
         self.layers = [
@@ -214,10 +230,11 @@ class DecoderStack(nn.Module):
         return self.embed_tokens
 
     def get_memory_footprint(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.parameters())
+        tensors = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def new_cache(self) -> LiteCache:
-        return LiteCache()
+        return LiteCache(self.config.windows)
 
     def forward(
         self,
@@ -232,7 +249,10 @@ class DecoderStack(nn.Module):
         past = cache.get_seq_length() if cache is not None else 0
         rotary = {theta: _rotary(position_ids, f, hidden) for theta, f in self.inv_freqs.items()}
         length = hidden.shape[1]
-        masks = {w: _mask(attention_mask, length, past, w) for w in set(self.config.windows)}
+        masks = {
+            w: _mask(attention_mask, length, past, w, cache.kept(w) if cache else 0)
+            for w in set(self.config.windows)
+        }
         for layer, theta, window in zip(
             self.layers, self.config.rope_thetas, self.config.windows, strict=True
         ):
@@ -271,17 +291,21 @@ def _rotary(
 
 
 def _mask(
-    attention: torch.Tensor, length: int, past: int, window: int | None
+    attention: torch.Tensor, length: int, past: int, window: int | None, kept: int
 ) -> torch.Tensor | None:
-    """What transformers' SDPA path passes: None (causal attention) when nothing is padded,
-    nothing is cached and a sliding window, if any, is longer than the keys; else a boolean
-    (B, 1, T, past + T) mask (causal, padding, window)."""
-    keys = past + length
-    if past == 0 and (window is None or keys < window) and bool(attention.all()):
+    """What transformers' SDPA path passes (masking_utils._ignore_causal_mask_sdpa) for `length`
+    new tokens after `past` cached ones, of which the layers hold the last `kept`: None when
+    nothing is padded, one token is queried or nothing is held, and a sliding window, if any,
+    is longer than the keys (causal attention, or all keys for one query); else a boolean
+    (B, 1, length, kept + length) mask (causal, padding, window)."""
+    keys = kept + length
+    padding = attention[:, past - kept :]  # (B, keys): the held keys' part of the mask
+    skippable = length == 1 or keys == length
+    if skippable and (window is None or keys < window) and bool(padding.all()):
         return None
-    columns = torch.arange(keys, device=attention.device)
-    rows = torch.arange(length, device=attention.device) + past
-    allowed = columns[None, :] <= rows[:, None]  # (T, past + T)
+    columns = torch.arange(past - kept, past + length, device=attention.device)
+    rows = torch.arange(past, past + length, device=attention.device)
+    allowed = columns[None, :] <= rows[:, None]  # (length, keys)
     if window is not None:
         allowed = allowed & (columns[None, :] > rows[:, None] - window)
-    return (allowed[None, None] & attention.bool()[:, None, None, :]).contiguous()
+    return (allowed[None, None] & padding.bool()[:, None, None, :]).contiguous()

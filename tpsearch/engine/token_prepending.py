@@ -302,8 +302,9 @@ class TPEncoder:
             return {layer: vectors.float().cpu() for layer, vectors in pooled.items()}
 
     def _pst(self) -> torch.Tensor:
-        if self.pst_vector is None:  # a variant that turned TP on
-            self.pst_vector = placeholder_vector(self.backbone, self.requested.pst_init)
+        """The <PST> placeholder, made in `__init__` whenever TP is on."""
+        if self.pst_vector is None:
+            raise RuntimeError("this encoder runs without Token Prepending: it has no <PST>")
         return self.pst_vector
 
     def _pooler(
