@@ -167,6 +167,19 @@ def test_pst_after_the_text_is_never_cached_as_template(tiny_model: Callable[[st
     assert_batching_padding_and_cache_change_nothing(encoder)
 
 
+def test_an_empty_text_at_the_end_of_a_template_is_embedded_as_without_the_cache(
+    tiny_model: Callable[[str], Path],
+) -> None:
+    """With the text last in the template, an empty text leaves nothing after the cached
+    head: it crashed alone and pooled a padding column in a batch."""
+    encoder = encoder_for(tiny_model("qwen2"), template="Represent this : {text}", tp=False)
+    texts = ["", "A man is playing a guitar."]
+    uncached = encoder.variant(prefix_cache="off")
+    cached = encoder.variant(prefix_cache="on")
+    np.testing.assert_allclose(cached.encode(texts[:1]), uncached.encode(texts[:1]), atol=1e-6)
+    np.testing.assert_allclose(cached.encode(texts), uncached.encode(texts), atol=1e-6)
+
+
 def test_an_appended_eos_is_not_the_pooled_token(tmp_path: Path) -> None:
     path = save_tiny_model(tmp_path / "eos", "llama", with_eos=True)
     encoder = encoder_for(path, tp=False, exit_layer=4)

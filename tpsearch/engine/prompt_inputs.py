@@ -272,6 +272,8 @@ def cacheable_head(rows: Sequence[PromptRow], mode: PrefixCache) -> tuple[int, .
     for row in rows:
         if row.head < width or row.ids[:width] != head or row.text_start < width:
             return None  # a text merged into the head's last token: run this batch in full
+        if len(row.ids) <= width:
+            return None  # nothing after the head (an empty text at a template's end)
     return head
 
 
