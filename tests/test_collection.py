@@ -799,3 +799,31 @@ def test_a_quick_scan_is_encoded_in_full_windows_not_file_by_file(
     assert 40 < chunks <= 256 and summary.embedded == chunks
     assert len(calls) == 1, [len(call) for call in calls]  # not the first file's chunks alone
     assert calls[0] == sorted(calls[0], reverse=True)
+
+
+def test_a_new_database_beside_an_old_vector_file_never_uses_its_vectors(tmp_path: Path) -> None:
+    """Deleting tpsearch.db to start again leaves vectors-1.faiss behind; the new database
+    numbers its chunks from 1 again, so the old file's ids would name new chunks and their
+    old vectors would answer for them."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"old-{i}.md").write_text(f"old note {i} about gardening and roses\n")
+    with Collection.locate(tmp_path, create=True) as first:
+        first.index([docs], encoder_factory=hashing())
+    for path in (tmp_path / ".tpsearch").glob("tpsearch.db*"):
+        path.unlink()
+    assert (tmp_path / ".tpsearch" / "vectors-1.faiss").exists()
+    for path in docs.iterdir():
+        path.unlink()
+    texts = [f"new page {i} on {topic}" for i, topic in enumerate(["tax", "jazz", "chess"] * 2)]
+    for i, text in enumerate(texts):
+        (docs / f"new-{i}.md").write_text(text + "\n")
+    encoder = HashingEncoder()
+    with Collection.locate(tmp_path, create=True) as second:
+        second.index([docs], encoder_factory=using(encoder))
+        ids = chunk_ids(second)
+        with second.store.snapshot():  # the FAISS side alone: it picks a query's candidates
+            for i, vector in enumerate(encoder.encode(texts)):
+                ((found, score),) = second.vectors.search(vector, 1, encoder.dim)
+                assert (found, round(score, 4)) == (ids[i], 1.0)

@@ -85,8 +85,14 @@ class VectorCache:
         path = self.path()
         stamp = _stamp(path)
         if stamp != self._stamp:  # a file that cannot be read loads as None, once
-            self._set(VectorIndex.load(path), changed=False)
+            self._set(VectorIndex.load(path) if self._wrote_one() else None, changed=False)
             self._stamp = stamp
+
+    def _wrote_one(self) -> bool:
+        """Whether this database ever saved a vector file (`save` records it before writing).
+        A file left beside a new database (tpsearch.db deleted to start again) holds another
+        database's chunk ids, which the new one numbers from 1 again: never use it."""
+        return self.store.get_meta("vector_index") is not None
 
     def _set(self, index: VectorIndex | None, changed: bool) -> None:
         self._index, self._held = index, None
