@@ -265,11 +265,27 @@ def _worker_options(ray_settings: RaySettings, resources: Mapping[str, float]) -
     return count, options
 
 
-def _kill(actors: list[Any]) -> None:
+def _kill(actors: list[Any], rounds: int = 5) -> None:
+    """Stop the workers for good. A kill that reaches a worker while Ray restarts it (after
+    it died mid-run) can be lost, the worker coming back up: each is asked once more, and
+    killed again while it still answers."""
     import ray
 
-    for actor in actors:
-        ray.kill(actor, no_restart=True)
+    for _ in range(rounds):
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        alive = []
+        for actor in actors:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=10)
+            except ray.exceptions.RayActorError:
+                continue  # dead, as wanted
+            except Exception:  # still starting (a timeout), or an answer from a restarted one
+                pass
+            alive.append(actor)
+        if not alive:
+            return
+        actors = alive
 
 
 def _last_line(error: BaseException) -> str:
