@@ -244,3 +244,36 @@ def test_a_collection_of_a_few_passages_is_scored_raw(tmp_path: Path) -> None:
     assert [sorted(m.item.path for m in g.members) for g in report.groups] == [
         ["docs/a.md", "docs/b.md"]
     ]
+
+
+def test_a_collection_without_a_stored_space_is_fitted_once_per_reader_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collections indexed before spaces existed get one fitted by readers; a warm server
+    must not read every vector again at each query."""
+    import tpsearch.collection.vector_space as vector_space
+
+    docs = tmp_path / "docs"
+    write_docs(docs, 20)
+    encoder = AnisotropicEncoder()
+    with Collection.locate(tmp_path, create=True) as col:
+        col.index([docs], encoder_factory=using(encoder))
+        col.store.set_meta(**{SPACE_KEY: None})  # as an older tpsearch left it
+    fits: list[int] = []
+    real_fit = vector_space.fit_space
+
+    def counting(vectors: np.ndarray) -> VectorSpace:
+        fits.append(len(vectors))
+        return real_fit(vectors)
+
+    monkeypatch.setattr(vector_space, "fit_space", counting)
+    with Collection.locate(tmp_path) as reader:
+        first = reader.query("topic 3", mode="semantic", encoder_factory=using(encoder)).hits
+        again = reader.query("topic 3", mode="semantic", encoder_factory=using(encoder)).hits
+        assert fits == [20] and [h.chunk_id for h in again] == [h.chunk_id for h in first]
+        with Collection.locate(tmp_path) as writer:  # another process's change
+            write_docs(docs, 1, start=20)
+            writer.index(encoder_factory=using(encoder))
+            writer.store.set_meta(**{SPACE_KEY: None})
+        reader.query("topic 3", mode="semantic", encoder_factory=using(encoder))
+        assert fits == [20, 21, 21]  # the index run's own fit (removed again), the reader's

@@ -7,11 +7,14 @@ are of other settings (`--reembed`), or when the vectors added since the fit, or
 in their number, reach `REFIT_SHARE` of those it was fitted on: the mean of a collection
 moves little when a few files change, and every score and threshold is read in this space,
 so it should not shift with every edit. A collection indexed before spaces existed gets one
-fitted on the fly by readers (not stored: readers do not write) until its next index run.
+fitted on the fly by readers (not stored: readers do not write) until its next index run;
+a long-lived reader (the warm server, MCP) keeps it until the database changes, instead of
+reading every vector again at each query.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +31,10 @@ FIT_SAMPLE = 200_000  # vectors the mean is taken over, at most (a seeded sample
 # vectors is mostly those vectors (two near-copies centred on their own mean point in
 # opposite directions: cosine -1; a single chunk equals the mean).
 MIN_VECTORS = 8
+# Spaces fitted on the fly, per open database, with the database version they were fitted at.
+_FITTED: weakref.WeakKeyDictionary[Store, tuple[tuple[int, int], VectorSpace]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def stored_space(store: Store) -> VectorSpace | None:
@@ -45,10 +52,16 @@ def current_space(store: Store) -> VectorSpace | None:
     space = stored_space(store)
     if space is not None:
         return space
+    version = store.version()
+    kept = _FITTED.get(store)
+    if kept is not None and kept[0] == version:
+        return kept[1]
     dim = store.get_meta("dim")
     if not dim or store.counts()["embedded"] < MIN_VECTORS:
         return None
-    return fit_space(_sample_vectors(store, dim))
+    space = fit_space(_sample_vectors(store, dim))
+    _FITTED[store] = (version, space)
+    return space
 
 
 def refresh_space(store: Store, added: int) -> bool:
