@@ -140,10 +140,10 @@ def load_backbone(
     dense = None  # 4-bit on the CPU: the dequantized weights, kept (quantization.save_dense)
     if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
         dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
+    kept = dense if dense is not None and quantization.cached(dense) else None
     light = None  # without importing transformers, when the dense copy allows
-    kept = dense is not None and quantization.cached(dense)
-    if kept and dense is not None and not trust_remote_code and lite.ready(dense):
-        light = lite.load(dense, target)
+    if kept is not None and not trust_remote_code and lite.ready(kept):
+        light = lite.load(kept, target)
     if light is not None:
         base, tokenizer = light
         revision = _revision(found.revision, source, files, base)
@@ -159,9 +159,9 @@ def load_backbone(
     with quiet_libraries():
         tokenizer = _load_tokenizer(source, local_only, trust_remote_code)
         packed = True
-        if dense is not None and quantization.cached(dense):
-            base, dtype = _load_model(str(dense), True, "bf16", target, trust_remote_code)
-            lite.save_tokenizer(tokenizer, dense)  # the next process loads without transformers
+        if kept is not None:
+            base, dtype = _load_model(str(kept), True, "bf16", target, trust_remote_code)
+            lite.save_tokenizer(tokenizer, kept)  # the next process loads without transformers
             packed = False
         else:
             precision = _usable_precision(precision, target)
