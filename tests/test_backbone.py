@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -132,26 +131,6 @@ def test_a_quantized_copy_is_kept_and_gives_the_same_vectors(
     TPEncoder(settings)
     copies = [p for p in cache.iterdir() if p.is_dir()]
     assert read_from[2] == str(path.resolve()) and len(copies) == 4
-
-
-def test_a_dense_copy_loads_without_importing_bitsandbytes(tmp_path: Path) -> None:
-    """Importing bitsandbytes takes seconds (it imports torch's compiler): a query process
-    that reads the dense copy never pays it."""
-    path = save_tiny_model(tmp_path / "bf16", "qwen2", dtype="bfloat16")
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from tpsearch import EncoderSettings, TPEncoder\n"
-        f"s = EncoderSettings(model={str(path)!r}, precision='4bit', device='cpu', "
-        f"model_cache=Path({str(tmp_path / 'cache')!r}))\n"
-        "TPEncoder(s).encode(['a text'])\n"
-        "print('bitsandbytes' in sys.modules)\n"
-    )
-    runs = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        for _ in range(2)
-    ]
-    assert [run.stdout.strip() for run in runs] == ["True", "False"]
 
 
 def test_decoder_stacks_of_other_layouts_are_found_and_unknown_ones_refused(
