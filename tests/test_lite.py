@@ -231,3 +231,38 @@ def test_only_a_tokenizer_that_encodes_with_its_backend_alone_is_kept(tmp_path: 
     assert not (tmp_path / lite.TOKENIZER_INFO).exists() and not lite.ready(tmp_path)
     lite.save_tokenizer(hf, tmp_path)
     assert (tmp_path / lite.TOKENIZER_INFO).exists()
+
+
+def test_a_converted_gguf_at_bf16_loads_lite_the_second_time_with_the_same_vectors(
+    tmp_path: Path,
+) -> None:
+    """A GGUF tpsearch converted is a folder of its own in the model cache: at bf16 the second
+    load reads it with the lite stack (the F32 weights cast to bf16 as transformers casts
+    them), and embeds bit for bit as the first load through transformers did."""
+    from tests.tinygguf import write_tiny_gguf
+    from tpsearch import EncoderSettings, TPEncoder
+    from tpsearch.engine import lite, quantization
+
+    folder = save_tiny_model(tmp_path / "llama", "llama")
+    (tmp_path / "gguf").mkdir()
+    gguf = write_tiny_gguf(folder, tmp_path / "gguf" / "tiny.F32.gguf")
+    settings = EncoderSettings(
+        model=str(gguf), precision="bf16", device="cpu", model_cache=tmp_path / "cache"
+    )
+    first = TPEncoder(settings)
+    second = TPEncoder(settings)
+    assert type(first.backbone.model).__name__ == "LlamaModel"
+    assert type(second.backbone.model).__name__ == "DecoderStack"
+    assert second.backbone.precision == "bf16" and second.fingerprint == first.fingerprint
+    assert np.array_equal(second.encode(TEXTS), first.encode(TEXTS))
+    (converted,) = (tmp_path / "cache" / "gguf").iterdir()
+    quantized = quantization.cache_folder(tmp_path / "cache", converted, "4bit")
+    for name in (lite.TOKENIZER_FILE, lite.TOKENIZER_INFO):
+        (converted / name).rename(tmp_path / name)
+    assert quantization.cache_folder(tmp_path / "cache", converted, "4bit") == quantized, (
+        "the tokenizer kept beside the conversion leaves its 4-bit copies valid"
+    )
+    own = save_tiny_model(tmp_path / "own", "llama", dtype="bfloat16")  # a user's folder:
+    mine = EncoderSettings(model=str(own), precision="bf16", device="cpu", model_cache=tmp_path)
+    assert type(TPEncoder(mine).backbone.model).__name__ == "LlamaModel"
+    assert not list(own.glob("tokenizer-*")), "nothing is written into a user's folder"

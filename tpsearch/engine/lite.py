@@ -3,9 +3,10 @@
 Importing transformers' model and tokenizer classes takes 2-3 s of a cold `tpsearch query`
 (torch itself 1.4-2 s) and building the model through `from_pretrained` more, while one
 short query runs in milliseconds. For the dense bf16 copy of a 4-bit model that tpsearch
-keeps (`quantization.save_dense`), this module builds the same decoder stack from the
-checkpoint with plain torch modules, and the tokenizer from the exact `tokenizers` backend
-transformers used (saved beside the copy the first time transformers loads it).
+keeps (`quantization.save_dense`), and for a GGUF that tpsearch converted (loaded at bf16),
+this module builds the same decoder stack from the checkpoint with plain torch modules, and
+the tokenizer from the exact `tokenizers` backend transformers used (saved beside the weights
+the first time transformers loads them).
 
 The modules repeat transformers' Llama, Mistral, Qwen2 and Gemma 3 code operation for
 operation (RMSNorms in float32, rotary embeddings, scaled-dot-product attention with the same
@@ -287,8 +288,10 @@ def _load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     state = load_file(str(folder / "model.safetensors"), device=device)
     state = {key.removeprefix("model."): value for key, value in state.items()}
     state = {key: value for key, value in state.items() if not key.startswith("lm_head.")}
-    if any(value.dtype != torch.bfloat16 for value in state.values()):
-        raise ValueError(f"{folder}: not all weights are bf16")
+    if any(not value.is_floating_point() for value in state.values()):
+        raise ValueError(f"{folder}: not all weights are floats")
+    # bf16, as transformers casts them (a converted GGUF keeps F32 weights in float32)
+    state = {key: value.to(torch.bfloat16) for key, value in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         wrong = [*missing, *unexpected][:3]

@@ -34,10 +34,13 @@ def cache_folder(cache_root: Path, source_dir: Path, precision: str) -> Path:
     """
     from importlib.metadata import version
 
+    from tpsearch.engine.lite import TOKENIZER_FILE, TOKENIZER_INFO
+
+    ours = {TOKENIZER_FILE, TOKENIZER_INFO}  # kept beside a converted GGUF later: not its model
     files = sorted(
         (path.name, path.stat().st_size, path.stat().st_mtime_ns)
         for path in Path(source_dir).iterdir()
-        if path.is_file()  # hub snapshots hold links to blobs: stat follows them
+        if path.is_file() and path.name not in ours  # hub snapshots link to blobs: stat follows
     )
     versions = (version("transformers"), version("bitsandbytes"), version("torch"))
     digest = hashlib.sha256(json.dumps([precision, versions, files]).encode()).hexdigest()
