@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus import write_corpus
+from tests.corpus import using, write_corpus
+from tests.fakes import HashingEncoder
 from tests.tinymodels import save_tiny_model
 from tpsearch.collection import Collection
 
@@ -43,3 +44,16 @@ def tiny_collection(tmp_path: Path, tiny_model: Callable[[str], Path]) -> Path:
         )
         assert "docs/escape.md" not in col.store.file_ids()  # symlinks out are not indexed
         return col.folder
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test corpus in the working folder, as a user's project, indexed with the
+    hashing encoder wherever the CLI would load a model."""
+    write_corpus(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TPSEARCH_INDEX", raising=False)
+    monkeypatch.setattr(
+        "tpsearch.collection.facade.default_encoder_factory", using(HashingEncoder())
+    )
+    return tmp_path

@@ -14,24 +14,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tests.corpus import failing_to_load, using, write_corpus
-from tests.fakes import HashingEncoder
+from tests.corpus import failing_to_load, write_corpus
 from tpsearch.cli import app
 from tpsearch.cli.render.collection import render_hits
 from tpsearch.collection import Collection
 from tpsearch.collection.search import Hit, QueryResult
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_corpus(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TPSEARCH_INDEX", raising=False)
-    encoder = HashingEncoder()
-    monkeypatch.setattr("tpsearch.collection.facade.default_encoder_factory", using(encoder))
-    return tmp_path
 
 
 def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

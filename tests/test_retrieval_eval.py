@@ -180,20 +180,16 @@ def test_judged_paths_match_exactly_or_by_their_last_segments(tmp_path: Path) ->
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_corpus(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TPSEARCH_INDEX", raising=False)
-    factory = using(HashingEncoder())
-    monkeypatch.setattr("tpsearch.collection.facade.default_encoder_factory", factory)
-    (tmp_path / "judged.tsv").write_text(
+def project(project: Path) -> Path:
+    """conftest's project, with judged queries about its corpus."""
+    (project / "judged.tsv").write_text(
         "# root: docs\n"
         "firewall refuses connections on the port\tguide.md\n"
         "rewrite billing in Rust\tnotes.txt\n"
         "bearer tokens for the JSON endpoints\tapi.md\n",
         encoding="utf-8",
     )
-    return tmp_path
+    return project
 
 
 def run(*args: str) -> Result:

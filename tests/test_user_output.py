@@ -16,23 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.corpus import using, write_corpus
+from tests.corpus import using
 from tests.fakes import HashingEncoder
 from tpsearch.cli import app
 
 WIDE = {"COLUMNS": "200"}
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_corpus(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TPSEARCH_INDEX", raising=False)
-    monkeypatch.setattr(
-        "tpsearch.collection.facade.default_encoder_factory", using(HashingEncoder())
-    )
-    return tmp_path
 
 
 def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
