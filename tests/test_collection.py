@@ -258,6 +258,25 @@ def test_reembed_replaces_every_vector_under_a_new_file(col: Collection, docs: P
     assert again.unchanged == 3
 
 
+def test_a_new_default_chunk_size_leaves_a_collection_as_it_was_built_until_reembed(
+    col: Collection, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later tpsearch with smaller default chunks neither refuses an older collection nor
+    re-embeds it unasked: it keeps its chunk size, says so, and --reembed adopts the new one."""
+    col.index([docs], encoder_factory=hashing())
+    before = chunk_ids(col)
+    monkeypatch.setattr("tpsearch.collection.chunking.LAST_POOLING_TOKENS", 12)
+    (docs / "added.md").write_text("# Added\n\n" + "More words on a new page. " * 20)
+    summary = col.index([docs], encoder_factory=hashing())
+    assert summary.new == 1 and summary.unchanged == 3
+    assert any("keeps its 160-token chunks" in notice for notice in summary.notices)
+    assert col.status().chunker["max_tokens"] == 160 and chunk_ids(col)[:3] == before
+    assert len(chunk_ids(col)) == 4  # the new page cut as its neighbours were
+    summary = col.index([docs], reembed=True, encoder_factory=hashing())
+    assert col.status().chunker["max_tokens"] == 12 and len(chunk_ids(col)) > 8
+    assert not any("keeps its" in notice for notice in summary.notices)
+
+
 def test_a_model_giving_other_vectors_is_refused(col: Collection, docs: Path) -> None:
     col.index([docs], encoder_factory=using(HashingEncoder()))
     edit(docs / "api.md", API + "\nOne more line.\n")

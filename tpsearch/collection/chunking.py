@@ -55,7 +55,11 @@ SUFFIX_FORMATS: dict[str, Format] = {
 # the one before, a small introduction joins its first subsection; a long line is cut into even
 # pieces; a reStructuredText literal block (blank lines included) is one block.
 CHUNKER_VERSION = 4
-LAST_POOLING_TOKENS = 160  # last-token pooling is weak on long texts: keep chunks short
+# Last-token pooling is weak on long texts: keep chunks short. Measured on the FastAPI docs with
+# the default smollm2-135m (101 judged questions, file MRR@10): 160-token chunks, semantic 0.500
+# (0.69x lexical 0.727), hybrid 0.769; 48-token chunks, semantic 0.614 (0.85x lexical 0.719),
+# hybrid 0.750; 3.1x the chunks, 1.4x the indexing time. A question matches a few lines best.
+LAST_POOLING_TOKENS = 48
 MEAN_POOLING_TOKENS = 384
 PROMPT_ALLOWANCE = 96  # template and heading path, within the encoder's max_length
 

@@ -230,6 +230,15 @@ def run_index(
     return summary
 
 
+def _stored_budget(stored: dict[str, Any], wanted: ChunkSettings) -> ChunkSettings | None:
+    """The chunk size and overlap a collection was built with, cut by this version's rules;
+    None if what is stored cannot be read as such."""
+    try:
+        return ChunkSettings(int(stored["max_tokens"]), int(stored["overlap_tokens"]))
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return None
+
+
 def _only_version_differs(stored: dict[str, Any], chunker: ChunkSettings) -> bool:
     return {**stored, "version": chunker.version} == chunker.to_dict()
 
@@ -249,8 +258,19 @@ def _prepare(
     settings = col.wanted_settings(overrides, reembed)
     chunker = ChunkSettings.for_encoder(settings.pooling, settings.max_length)
     stored_chunker = store.get_meta("chunker")
-    rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
     embedded = store.counts()["embedded"]
+    if stored_chunker is not None and embedded and not reembed:
+        kept = _stored_budget(stored_chunker, chunker)
+        if kept is not None and kept.max_tokens != chunker.max_tokens:
+            # A collection keeps the chunk size it was built with: a new default never
+            # re-embeds a whole collection unasked (nor refuses to index it).
+            summary.notices.append(
+                f"this collection keeps its {kept.max_tokens}-token chunks; new collections "
+                f"use {chunker.max_tokens}, which semantic search finds better with (README: "
+                "Evaluate and calibrate): `tpsearch index --reembed` re-cuts and re-embeds"
+            )
+        chunker = kept or chunker
+    rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
     if rechunk and embedded and not reembed and _only_version_differs(stored_chunker, chunker):
         # Newer cutting rules, same budget: the stored vectors are still those of their chunks'
         # text, so files are re-cut as they change rather than all re-embedded now.

@@ -27,6 +27,7 @@ from tpsearch.collection.structure import (
     BlockKind,
     LineKind,
     Section,
+    is_adornment,
     opens_block,
     says_something,
 )
@@ -193,7 +194,14 @@ def plan(doc: Doc, pieces: list[Piece], s: ChunkSettings) -> list[Planned]:
         open_.pieces.append(piece)
     if open_.pieces:
         _close(doc, done, open_, s)
-    return done
+    # A piece of rules alone (a `///` closing an admonition, left over at the end of a full
+    # chunk) says nothing: no chunk of its own.
+    return [chunk for chunk in done if len(done) == 1 or not _rules_only(doc, chunk)]
+
+
+def _rules_only(doc: Doc, chunk: Planned) -> bool:
+    own = doc.text[chunk.pieces[0].start : chunk.pieces[-1].end]
+    return all(is_adornment(line) for line in own.splitlines() if line.strip())
 
 
 def _few(pieces: list[Piece], s: ChunkSettings) -> bool:

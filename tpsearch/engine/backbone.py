@@ -195,12 +195,8 @@ def _converted_by_us(files: Path | None, model_cache: Path | None) -> bool:
     the lite stack may read it, and keep the tokenizer it needs beside it."""
     from tpsearch.engine.gguf_files import is_complete
 
-    return (
-        files is not None
-        and model_cache is not None
-        and files.parent == model_cache / "gguf"
-        and is_complete(files)
-    )
+    ours = files is not None and model_cache is not None and files.parent == model_cache / "gguf"
+    return ours and is_complete(files)  # type: ignore[arg-type]
 
 
 def _revision(known: str | None, source: str, files: Path | None, base: Any) -> str | None:
