@@ -17,15 +17,16 @@ runs the kept dense bf16 copy (through tpsearch's torch-only stack when it appli
     python benchmarks/real_speed.py
     python benchmarks/real_speed.py --models smollm2-135m --precisions bf16 --repeats 5
 
-Measured 2026-12-03, 2-core CPU, --repeats 7, three runs at different moments; all four rows
-run the same torch-only stack on bf16 weights (fraction of the peak, best of rounds):
+Measured 2026-12-03, 2-core CPU, --repeats 5-7, three runs at different moments (fraction of
+the peak, best of rounds; the last run also the median of rounds):
 
                       quiet        middle       busy (median of rounds)
-  smollm2-135m bf16   0.72         0.70         0.67 (0.63)
+  smollm2-135m bf16   0.72 (*)     0.70         0.67 (0.63)
   smollm2-135m 4bit   0.72         0.66         0.61 (0.56)
   gemma3-270m bf16    0.67 (*)     0.64         0.63 (0.60)
   gemma3-270m 4bit    0.72         0.70         0.63 (0.62)
-  (*) through transformers, before a converted GGUF loaded through the lite stack at bf16
+  (*) through transformers, before a converted GGUF loaded through the lite stack at bf16;
+      every other figure is the lite stack on bf16 weights
 
 The spread between runs (the same computation: bf16 and 4-bit rows differ only in where the
 weights came from) is the machine's, not the code's. A profile (Gemma, batch 32): matmuls 74%
