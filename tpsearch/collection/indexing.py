@@ -266,8 +266,8 @@ def _prepare(
             # re-embeds a whole collection unasked (nor refuses to index it).
             summary.notices.append(
                 f"this collection keeps its {kept.max_tokens}-token chunks; new collections "
-                f"use {chunker.max_tokens}, which semantic search finds better with (README: "
-                "Evaluate and calibrate): `tpsearch index --reembed` re-cuts and re-embeds"
+                f"use {chunker.max_tokens}, for better semantic search (README: Evaluate and "
+                "calibrate); `tpsearch index --reembed` re-cuts and re-embeds every file"
             )
         chunker = kept or chunker
     rechunk = stored_chunker is not None and stored_chunker != chunker.to_dict()
