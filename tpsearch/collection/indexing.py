@@ -230,7 +230,7 @@ def run_index(
     return summary
 
 
-def _stored_budget(stored: dict[str, Any], wanted: ChunkSettings) -> ChunkSettings | None:
+def _stored_budget(stored: dict[str, Any]) -> ChunkSettings | None:
     """The chunk size and overlap a collection was built with, cut by this version's rules;
     None if what is stored cannot be read as such."""
     try:
@@ -260,7 +260,7 @@ def _prepare(
     stored_chunker = store.get_meta("chunker")
     embedded = store.counts()["embedded"]
     if stored_chunker is not None and embedded and not reembed:
-        kept = _stored_budget(stored_chunker, chunker)
+        kept = _stored_budget(stored_chunker)
         if kept is not None and kept.max_tokens != chunker.max_tokens:
             # A collection keeps the chunk size it was built with: a new default never
             # re-embeds a whole collection unasked (nor refuses to index it).

@@ -141,7 +141,7 @@ def load_backbone(
     if model_cache is not None and files is not None and (precision, target) == ("4bit", "cpu"):
         dense = quantization.cache_folder(model_cache, files, quantization.DENSE)
     kept = dense if dense is not None and quantization.cached(dense) else None
-    if precision == "bf16" and target == "cpu" and _converted_by_us(files, model_cache):
+    if (precision, target) == ("bf16", "cpu") and _converted_by_us(files, model_cache):
         kept = files  # a GGUF tpsearch converted: weights and a folder of its own, read as kept
     light = None  # without importing transformers, when the dense copy allows
     if kept is not None and not trust_remote_code and lite.ready(kept):
@@ -191,12 +191,11 @@ def load_backbone(
 
 
 def _converted_by_us(files: Path | None, model_cache: Path | None) -> bool:
-    """Whether `files` is a GGUF conversion in `model_cache` (gguf_files.converted_folder):
-    the lite stack may read it, and keep the tokenizer it needs beside it."""
-    from tpsearch.engine.gguf_files import is_complete
+    """Whether `files` is a GGUF conversion in `model_cache`: the lite stack may read it, and
+    keep the tokenizer it needs beside it."""
+    from tpsearch.engine.gguf_files import is_conversion
 
-    ours = files is not None and model_cache is not None and files.parent == model_cache / "gguf"
-    return ours and is_complete(files)  # type: ignore[arg-type]
+    return files is not None and model_cache is not None and is_conversion(files, model_cache)
 
 
 def _revision(known: str | None, source: str, files: Path | None, base: Any) -> str | None:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tpsearch.engine import packaged
-from tpsearch.engine.gguf_files import COMPLETE, ORIGIN_FILE, converted_folder, read_header
+from tpsearch.engine.gguf_files import (
+    COMPLETE,
+    ORIGIN_FILE,
+    conversions,
+    converted_folder,
+    read_header,
+)
 from tpsearch.engine.packaged import (
     PackagedModel,
     installed_version,
@@ -140,7 +146,7 @@ def _cached_copies(cache: Path) -> list[CachedCopy]:
         return []
     copies: list[CachedCopy] = []
     names: dict[str, str] = {}  # converted folder name -> the model it holds
-    for folder in sorted((cache / "gguf").glob("*")):
+    for folder in sorted(conversions(cache).glob("*")):
         if (folder / COMPLETE).is_file():
             origin = _read_json(folder / ORIGIN_FILE)
             model = str(origin.get("model") or folder.name)

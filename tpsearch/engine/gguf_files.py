@@ -246,8 +246,18 @@ def _names(key: str) -> list[str]:
 # --- conversion, once per file ---------------------------------------------------------------
 
 
+def conversions(cache_root: Path) -> Path:
+    """The folder of a model cache that holds its GGUF conversions."""
+    return cache_root / "gguf"
+
+
 def converted_folder(cache_root: Path, sha256: str) -> Path:
-    return cache_root / "gguf" / sha256[:16]
+    return conversions(cache_root) / sha256[:16]
+
+
+def is_conversion(folder: Path, cache_root: Path) -> bool:
+    """Whether `folder` is a complete conversion in `cache_root`'s (a `converted_folder`)."""
+    return folder.parent == conversions(cache_root) and is_complete(folder)
 
 
 def is_complete(folder: Path) -> bool:
