@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tpsearch.engine import allocator
 from tpsearch.engine.backbone import Backbone, load_backbone, load_tokenizer
 from tpsearch.engine.calibration import CalibrationStore
 from tpsearch.engine.encoder import fingerprint_of
@@ -247,6 +248,8 @@ class TPEncoder:
         device = bb.device
         with torch.inference_mode():
             ids = inputs.input_ids.to(device)  # (B, T)
+            if device.type == "cpu" and ids.numel() >= allocator.BULK_TOKENS:
+                allocator.keep_freed_memory()  # bulk work on the CPU: reuse freed memory
             mask = inputs.attention_mask.to(device)  # (B, T)
             rows = torch.arange(ids.shape[0], device=device)
             pst = inputs.pst_index.to(device)  # (B,)
