@@ -17,20 +17,21 @@ runs the kept dense bf16 copy (through tpsearch's torch-only stack when it appli
     python benchmarks/real_speed.py
     python benchmarks/real_speed.py --models smollm2-135m --precisions bf16 --repeats 5
 
-Measured 2026-12-03, 2-core CPU, --repeats 5-7, three runs at different moments (fraction of
-the peak, best of rounds; the last run also the median of rounds):
+Measured 2026-12-03, 2-core CPU, --repeats 7, fraction of the peak (best of rounds), five
+full runs within 25 minutes after eager attention, weights packed for oneDNN and kept freed
+memory (engine/allocator.py), and the code before them run back to back with the fifth:
 
-                      quiet        middle       busy (median of rounds)
-  smollm2-135m bf16   0.72 (*)     0.70         0.67 (0.63)
-  smollm2-135m 4bit   0.72         0.66         0.61 (0.56)
-  gemma3-270m bf16    0.67 (*)     0.64         0.63 (0.60)
-  gemma3-270m 4bit    0.72         0.70         0.63 (0.62)
-  (*) through transformers, before a converted GGUF loaded through the lite stack at bf16;
-      every other figure is the lite stack on bf16 weights
+                      after: five runs              before (same minute as run 5)
+  smollm2-135m bf16   0.82 0.73 0.80 0.83 0.75      0.71
+  smollm2-135m 4bit   0.75 0.75 0.80 0.80 0.78      0.70
+  gemma3-270m bf16    0.71 0.71 0.72 0.73 0.72      0.66
+  gemma3-270m 4bit    0.71 0.68 0.67 0.77 0.69      0.70
 
-The spread between runs (the same computation: bf16 and 4-bit rows differ only in where the
-weights came from) is the machine's, not the code's. A profile (Gemma, batch 32): matmuls 74%
-of the time at ~0.94 of the peak; attention 8%, GELU 6%, elementwise and copies the rest.
+The bf16 and 4-bit rows of a model are the same computation (the lite stack on bf16 weights),
+so their spread within a run is the machine's. Where the time goes now (profile, batch 32):
+matmuls 71% (Gemma) to 79% (SmolLM2) at ~0.9 of the peak; the rest is GELU/SiLU, float32
+RMSNorms (six per Gemma layer), rotary embeddings and attention's small batched matmuls, which
+transformers computes the same way: fusing them changes the vectors (torch.compile: +4-6%).
 """
 
 from __future__ import annotations
