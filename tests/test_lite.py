@@ -105,14 +105,40 @@ def test_an_index_sized_batch_hands_the_weights_to_onednn_and_changes_no_bit(
     expected = TPEncoder(settings, _backbone=full)
     got = TPEncoder(settings, _backbone=light)
     assert light.model.pack_at == BULK_TOKENS
-    footprint = light.weight_bytes
+    footprint = light.weight_bytes()
     assert np.array_equal(got.encode(TEXTS[:1]), expected.encode(TEXTS[:1]))
     assert all(m.packed is None for m in linears), "a query leaves the weights as they are"
     light.model.pack_at = 16  # an index run's batch, in miniature
     assert np.array_equal(got.encode(TEXTS, batch_size=4), expected.encode(TEXTS, batch_size=4))
     assert all(m.packed is not None for m in linears), "packed at the first large batch"
     assert np.array_equal(got.encode(TEXTS[:1]), expected.encode(TEXTS[:1]))
-    assert light.weight_bytes == footprint, "the footprint still counts every weight"
+    assert light.weight_bytes() == footprint, "the footprint still counts every weight"
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_long_texts_attend_a_few_rows_at_a_time_with_the_same_bits(
+    tmp_path: Path, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tpsearch import TPEncoder
+    from tpsearch.engine import lite_stack
+    from tpsearch.engine.settings import EncoderSettings
+
+    shape = {"sliding_window": 8, "hidden_size": 80} if family == "gemma3" else {}
+    folder = save_tiny_model(tmp_path / family, family, dtype="bfloat16", **shape)
+    full, light = _pair(folder)
+    settings = EncoderSettings(model=str(folder), precision="bf16", prefix_cache="on")
+    expected = TPEncoder(settings, _backbone=full).encode(TEXTS, batch_size=6)
+    calls: list[int] = []
+    attend = lite_stack.Attention._attend
+    monkeypatch.setattr(
+        lite_stack.Attention,
+        "_attend",
+        lambda self, q, k, v, m: calls.append(q.shape[0]) or attend(self, q, k, v, m),
+    )
+    monkeypatch.setattr(lite_stack, "SCORES_AT_ONCE", 2000)  # a row or two of scores at once
+    got = TPEncoder(settings, _backbone=light).encode(TEXTS, batch_size=6)
+    assert max(calls) < 6, "the batch was split"
+    assert np.array_equal(got, expected)
 
 
 def test_weights_are_left_plain_where_onednn_would_give_other_bits(

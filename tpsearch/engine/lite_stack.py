@@ -14,6 +14,10 @@ from torch.nn import functional
 
 from tpsearch.engine.lite import LiteConfig
 
+# Attention scores held at once (float32, 128 MiB): longer texts attend a few batch rows at a
+# time, each row's numbers the same (32 rows of 512 tokens with 9 heads would hold 302 MB)
+SCORES_AT_ONCE = 1 << 25
+
 
 class Linear(nn.Linear):
     """`nn.Linear`, whose weight `pack_weights` may hand to oneDNN in its blocked layout."""
@@ -25,9 +29,11 @@ class Linear(nn.Linear):
         meta device imports torch._dynamo, 1.4 s)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            return functional.linear(x, self.weight, self.bias)
-        return _packed_linear(x, self.packed, self.bias)
+        weight = self.weight  # read before `packed`: pack_weights sets that one first
+        packed = self.packed
+        if packed is None:
+            return functional.linear(x, weight, self.bias)
+        return _packed_linear(x, packed, self.bias)
 
 
 def _packed_linear(
@@ -36,48 +42,43 @@ def _packed_linear(
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
-def pack_weights(model: nn.Module) -> bool:
+def pack_weights(model: nn.Module, rows: int = 1) -> bool:
     """Give every `Linear` of a bf16 stack on the CPU its weight in oneDNN's blocked layout,
     reordered once here instead of in every call: 3-9% less time per batch for the packaged
     models (the matmuls alone 6-19% faster at their shapes, M = 1 to 1,856), the same bits.
-    It costs ~0.2 s and a second copy of the layers' weights in memory (~200 MB for
-    SmolLM2-135M), so `DecoderStack` does it at its first large batch, never for a query.
+    It costs ~0.2 s and, as the plain weights are read from the checkpoint's file mapping,
+    ~200 MB more resident memory for SmolLM2-135M; so `DecoderStack` does it at its first
+    bulk batch (of `rows` token rows), never for a query.
 
     Only where it gives exactly `functional.linear`'s results on this machine and torch: each
-    distinct weight shape is tried on random rows first, and nothing is packed (False) if one
-    differs or oneDNN is missing. A packed weight replaces the plain one, which stays as a
-    meta tensor of its shape (what the footprint and parameter counts read)."""
+    distinct weight shape is tried first on 1, 37 and `rows` random rows (oneDNN may choose
+    its kernel by the row count), and nothing is packed (False) if one differs or oneDNN is
+    missing. A packed weight replaces the plain one, module by module, which stays as a meta
+    tensor of its shape (what the footprint and parameter counts read)."""
     linears = [m for m in model.modules() if isinstance(m, Linear)]
     if not linears or not torch.backends.mkldnn.is_available():
         return False
-    weight = linears[0].weight
-    if weight.device.type != "cpu" or weight.dtype != torch.bfloat16:
+    first = linears[0].weight
+    if first.device.type != "cpu" or first.dtype != torch.bfloat16:
         return False
-    packed: dict[int, torch.Tensor] = {}
-    tried: set[tuple[int, int, bool]] = set()
+    shapes = {(*m.weight.shape, m.bias is not None): m for m in linears}
     generator = torch.Generator().manual_seed(0)
     try:
-        for module in linears:
+        for module in shapes.values():
             w, bias = module.weight.detach(), module.bias
-            packed[id(module)] = torch.ops.mkldnn._reorder_linear_weight(w)
-            shape = (*w.shape, bias is not None)
-            if shape in tried:
-                continue
-            tried.add(shape)
-            for rows in (1, 37):
-                x = torch.randn(rows, w.shape[1], generator=generator).to(w.dtype)
-                if not torch.equal(
-                    _packed_linear(x, packed[id(module)], bias), functional.linear(x, w, bias)
-                ):
+            trial = torch.ops.mkldnn._reorder_linear_weight(w)
+            for count in sorted({1, 37, rows}):
+                x = torch.randn(count, w.shape[1], generator=generator).to(w.dtype)
+                if not torch.equal(_packed_linear(x, trial, bias), functional.linear(x, w, bias)):
                     return False
-    except (RuntimeError, AttributeError):  # no such op in this torch, or no kernel here
-        return False
-    for module in linears:
-        module.packed = packed[id(module)]
-        plain = module.weight
-        module.weight = nn.Parameter(
-            torch.empty(plain.shape, dtype=plain.dtype, device="meta"), requires_grad=False
-        )
+        for module in linears:
+            plain = module.weight
+            module.packed = torch.ops.mkldnn._reorder_linear_weight(plain.detach())
+            module.weight = nn.Parameter(
+                torch.empty(plain.shape, dtype=plain.dtype, device="meta"), requires_grad=False
+            )
+    except (RuntimeError, AttributeError):  # no such op in this torch, no kernel, no memory
+        return False  # modules packed before a failure stay so: the same bits either way
     return True
 
 
@@ -157,13 +158,26 @@ class Attention(nn.Module):
         key = (key * cos) + (rotate_half(key) * sin)
         if cache is not None:
             key, value = cache.update(key, value, self.index)
-        # transformers' eager attention (tpsearch loads models on the CPU with it): 1.2-2.3x
-        # faster than scaled_dot_product_attention here for these lengths and head sizes
         key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
+        # the (B, heads, length, keys) scores of long texts, a few rows at a time
+        batch, heads, length, _ = query.shape
+        step = max(1, SCORES_AT_ONCE // (heads * length * key.shape[2]))
+        if step >= batch:
+            out = self._attend(query, key, value, mask)
+        else:
+            parts = [slice(i, i + step) for i in range(0, batch, step)]
+            out = torch.cat([self._attend(query[p], key[p], value[p], mask[p]) for p in parts])
+        out = out.transpose(1, 2).contiguous()
+        return self.o_proj(out.reshape(*shape, -1).contiguous())
+
+    def _attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """transformers' eager attention (tpsearch loads models on the CPU with it): 1.2-2.3x
+        faster than scaled_dot_product_attention here at tpsearch's lengths and head sizes."""
         scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling + mask
         weights = functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        out = torch.matmul(weights, value).transpose(1, 2).contiguous()
-        return self.o_proj(out.reshape(*shape, -1).contiguous())
+        return torch.matmul(weights, value)
 
 
 class MLP(nn.Module):
@@ -291,9 +305,10 @@ class DecoderStack(nn.Module):
         past_key_values: LiteCache | None = None,
     ) -> torch.Tensor:
         hidden = inputs_embeds
-        if self.pack_at is not None and hidden.shape[0] * hidden.shape[1] >= self.pack_at:
+        rows = hidden.shape[0] * hidden.shape[1]
+        if self.pack_at is not None and rows >= self.pack_at:
             self.pack_at = None  # once, whether it packs or not
-            pack_weights(self)
+            pack_weights(self, rows)
         cache = past_key_values if use_cache else None
         past = cache.get_seq_length() if cache is not None else 0
         rotary = {theta: _rotary(position_ids, f, hidden) for theta, f in self.inv_freqs.items()}
