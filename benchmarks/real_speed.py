@@ -17,15 +17,15 @@ runs the kept dense bf16 copy (through tpsearch's torch-only stack when it appli
     python benchmarks/real_speed.py
     python benchmarks/real_speed.py --models smollm2-135m --precisions bf16 --repeats 5
 
-Measured 2026-12-03, 2-core CPU, --repeats 7, fraction of the peak (best of rounds), five
-full runs within 25 minutes after eager attention, weights packed for oneDNN and kept freed
-memory (engine/allocator.py), and the code before them run back to back with the fifth:
+Measured 2026-12-03, 2-core CPU, --repeats 7, fraction of the peak (best of rounds): seven
+full runs over an hour after eager attention, weights packed for oneDNN and kept freed memory
+(engine/allocator.py), and the code before them, run right after runs 5 and 7:
 
-                      after: five runs              before (same minute as run 5)
-  smollm2-135m bf16   0.82 0.73 0.80 0.83 0.75      0.71
-  smollm2-135m 4bit   0.75 0.75 0.80 0.80 0.78      0.70
-  gemma3-270m bf16    0.71 0.71 0.72 0.73 0.72      0.66
-  gemma3-270m 4bit    0.71 0.68 0.67 0.77 0.69      0.70
+                      after: seven runs                    before (after run 5, run 7)
+  smollm2-135m bf16   0.82 0.73 0.80 0.83 0.75 0.76 0.76   0.71 0.70
+  smollm2-135m 4bit   0.75 0.75 0.80 0.80 0.78 0.73 0.74   0.70 0.67
+  gemma3-270m bf16    0.71 0.71 0.72 0.73 0.72 0.66 0.69   0.66 0.62
+  gemma3-270m 4bit    0.71 0.68 0.67 0.77 0.69 0.64 0.73   0.70 0.65
 
 The bf16 and 4-bit rows of a model are the same computation (the lite stack on bf16 weights),
 so their spread within a run is the machine's. Where the time goes now (profile, batch 32):
